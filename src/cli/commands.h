@@ -1,0 +1,15 @@
+// The vireo subcommands. Each registers its options on the CLI11 app and returns the function
+// that runs it; main() catches vireo::Error and prints it as "vireo: error: ...".
+#pragma once
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace vireo::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_info(CLI::App& app);
+Runner add_synth(CLI::App& app);
+
+}  // namespace vireo::cli

@@ -1,0 +1,145 @@
+// GGUF -> Model: hyperparameters from "{arch}.*" keys, tokenizer from "tokenizer.ggml.*".
+#include <algorithm>
+
+#include "vireo/core/error.h"
+#include "vireo/formats/gguf.h"
+#include "vireo/formats/model.h"
+
+namespace vireo {
+namespace {
+
+uint32_t get_u32(const gguf::File& f, const std::string& key, uint64_t fallback, bool required) {
+  if (required && !f.has(key)) fail(ErrorCode::InvalidFile, "{}: required key '{}' is missing", f.path(), key);
+  const uint64_t v = f.get_uint(key, fallback);
+  if (v > 0xFFFFFFFFull) fail(ErrorCode::InvalidFile, "{}: key '{}' is {}, too large", f.path(), key, v);
+  return static_cast<uint32_t>(v);
+}
+
+void load_tokenizer(const gguf::File& f, TokenizerData& tok) {
+  const std::string model = f.get_string("tokenizer.ggml.model", "");
+  if (model.empty() || model == "none") {
+    tok.kind = TokenizerKind::None;
+  } else if (model == "llama") {
+    tok.kind = TokenizerKind::SentencePiece;
+  } else if (model == "gpt2") {
+    tok.kind = TokenizerKind::BytePairEncoding;
+  } else if (model == "bert") {
+    tok.kind = TokenizerKind::WordPiece;
+  } else if (model == "t5") {
+    tok.kind = TokenizerKind::Unigram;
+  } else {
+    fail(ErrorCode::Unsupported, "{}: tokenizer model '{}' is not supported (expected llama, gpt2, bert or t5)",
+         f.path(), model);
+  }
+  tok.pre = f.get_string("tokenizer.ggml.pre", "default");
+  tok.tokens = f.get_strings("tokenizer.ggml.tokens");
+  for (double s : f.get_numbers("tokenizer.ggml.scores")) tok.scores.push_back(static_cast<float>(s));
+  for (double t : f.get_numbers("tokenizer.ggml.token_type")) tok.token_types.push_back(static_cast<int32_t>(t));
+  tok.merges = f.get_strings("tokenizer.ggml.merges");
+  const size_t n = tok.tokens.size();
+  if (!tok.scores.empty() && tok.scores.size() != n) {
+    fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.scores has {} entries but there are {} tokens", f.path(),
+         tok.scores.size(), n);
+  }
+  if (!tok.token_types.empty() && tok.token_types.size() != n) {
+    fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.token_type has {} entries but there are {} tokens", f.path(),
+         tok.token_types.size(), n);
+  }
+  auto id = [&](const char* key) -> int32_t {
+    if (!f.has(key)) return -1;
+    const uint64_t v = f.get_uint(key, 0);
+    if (v >= n) fail(ErrorCode::InvalidFile, "{}: {} is {} but the vocabulary has {} tokens", f.path(), key, v, n);
+    return static_cast<int32_t>(v);
+  };
+  tok.bos_id = id("tokenizer.ggml.bos_token_id");
+  tok.eos_id = id("tokenizer.ggml.eos_token_id");
+  tok.unk_id = id("tokenizer.ggml.unknown_token_id");
+  tok.pad_id = id("tokenizer.ggml.padding_token_id");
+  tok.sep_id = id("tokenizer.ggml.seperator_token_id");  // sic: the key llama.cpp writes
+  tok.cls_id = id("tokenizer.ggml.cls_token_id");
+  // llama.cpp's defaults when the flags are absent: SentencePiece and BPE add BOS, WordPiece adds CLS/SEP.
+  tok.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", tok.kind != TokenizerKind::None);
+  tok.add_eos = f.get_bool("tokenizer.ggml.add_eos_token", tok.kind == TokenizerKind::WordPiece);
+  tok.chat_template = f.get_string("tokenizer.chat_template", "");
+}
+
+}  // namespace
+
+Model load_gguf_model(const std::string& path) {
+  auto file = std::make_shared<gguf::File>(gguf::File::open(path));
+  const gguf::File& f = *file;
+  Model m;
+  m.format = "gguf";
+  m.files = {path};
+  m.file_bytes = f.file_size();
+
+  ModelConfig& c = m.config;
+  c.arch_name = f.get_string("general.architecture", "");
+  if (c.arch_name.empty()) fail(ErrorCode::InvalidFile, "{}: key 'general.architecture' is missing", path);
+  c.name = f.get_string("general.name", "");
+  const std::string& a = c.arch_name;
+  if (a == "llama" || a == "mistral") {
+    c.family = ArchFamily::Llama;
+    c.rope.style = RopeStyle::Normal;
+  } else if (a == "qwen2") {
+    c.family = ArchFamily::Qwen2;
+    c.rope.style = RopeStyle::NeoX;
+  } else if (a == "qwen3") {
+    c.family = ArchFamily::Qwen3;
+    c.rope.style = RopeStyle::NeoX;
+  } else if (a == "bert") {
+    c.family = ArchFamily::Bert;
+    c.rope.style = RopeStyle::None;
+    c.causal = false;
+  } else {
+    fail(ErrorCode::Unsupported, "{}: architecture '{}' is not supported (supported: llama, mistral, qwen2, qwen3, bert)",
+         path, a);
+  }
+  load_tokenizer(f, m.tokenizer);
+
+  const bool has_weights = !f.tensors().empty();
+  c.n_layer = get_u32(f, a + ".block_count", 0, has_weights);
+  c.n_embd = get_u32(f, a + ".embedding_length", 0, has_weights);
+  c.n_ff = get_u32(f, a + ".feed_forward_length", 0, has_weights);
+  c.n_head = get_u32(f, a + ".attention.head_count", 0, has_weights);
+  c.n_head_kv = get_u32(f, a + ".attention.head_count_kv", c.n_head, false);
+  c.n_ctx_train = get_u32(f, a + ".context_length", 0, has_weights);
+  c.head_dim = get_u32(f, a + ".attention.key_length", c.n_head ? c.n_embd / c.n_head : 0, false);
+  c.rope.n_dims = get_u32(f, a + ".rope.dimension_count", c.head_dim, false);
+  c.rope.theta = static_cast<float>(f.get_float(a + ".rope.freq_base", 10000.0));
+  c.norm_eps = static_cast<float>(f.get_float(
+      a + (c.family == ArchFamily::Bert ? ".attention.layer_norm_epsilon" : ".attention.layer_norm_rms_epsilon"),
+      c.family == ArchFamily::Bert ? 1e-12 : 1e-5));
+  const std::string scaling = f.get_string(a + ".rope.scaling.type", "none");
+  if (scaling == "linear") c.rope.scaling = RopeScaling::Linear;
+  else if (scaling == "yarn") c.rope.scaling = RopeScaling::Yarn;
+  else if (scaling != "none") fail(ErrorCode::Unsupported, "{}: rope scaling '{}' is not supported", path, scaling);
+  c.rope.factor = static_cast<float>(f.get_float(a + ".rope.scaling.factor", 1.0));
+  c.rope.original_context = get_u32(f, a + ".rope.scaling.original_context_length", 0, false);
+  // llama.cpp stores llama3-style scaling as precomputed per-dimension factors (rope_freqs.weight).
+  if (f.find_tensor("rope_freqs.weight") != nullptr) c.rope.scaling = RopeScaling::Llama3;
+  if (c.family == ArchFamily::Bert) {
+    c.n_token_types = get_u32(f, a + ".token_type_count", 2, false);
+    const uint32_t pooling = get_u32(f, a + ".pooling_type", 1, false);
+    c.pooling = pooling == 2 ? "cls" : "mean";
+  }
+  c.n_vocab = get_u32(f, a + ".vocab_size", m.tokenizer.tokens.size(), false);
+
+  for (const auto& t : f.tensors()) {
+    Tensor w;
+    w.name = t.name;
+    w.type = t.type;
+    w.shape.assign(t.ne.rbegin(), t.ne.rend());
+    w.data = t.data;
+    w.nbytes = t.nbytes;
+    m.weights.emplace(t.name, std::move(w));
+  }
+  m.owners.push_back(file);
+  c.tied_embeddings = has_weights && m.find("output.weight") == nullptr;
+  c.qkv_bias = m.find("blk.0.attn_q.bias") != nullptr;
+  c.qk_norm = m.find("blk.0.attn_q_norm.weight") != nullptr;
+  validate_model(m);
+  return m;
+}
+
+}  // namespace vireo
