@@ -23,6 +23,7 @@ Runner add_synth(CLI::App& app) {
   cmd->add_option("--arch", o->preset, "Architecture preset: " + presets)->capture_default_str();
   cmd->add_option("--type", o->type, "Weight type: " + types)->capture_default_str();
   cmd->add_option("--layers", o->n_layer, "Number of layers (default: the preset's)");
+  cmd->add_option("--vocab-size", o->vocab_size, "Shrink the vocabulary to N tokens (keeps every layer's shape; for tests)");
   cmd->add_option("--vocab", o->vocab_path, "GGUF file whose tokenizer to use (default: a built-in byte-level vocabulary)");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");

@@ -37,17 +37,21 @@ constexpr DTypeTraits kTraits[] = {
 
 // Every GGML type id, spelled as llama.cpp prints it. Ids whose support llama.cpp removed keep
 // their historical names so that error messages about old files still say what they hold.
+// clang-format off
 constexpr std::array<std::string_view, 43> kGgmlNames = {
-    "f32",        "f16",        "q4_0",       "q4_1",     "q4_2",     "q4_3",     "q5_0",
-    "q5_1",       "q8_0",       "q8_1",       "q2_K",     "q3_K",     "q4_K",     "q5_K",
-    "q6_K",       "q8_K",       "iq2_xxs",    "iq2_xs",   "iq3_xxs",  "iq1_s",    "iq4_nl",
-    "iq3_s",      "iq2_s",      "iq4_xs",     "i8",       "i16",      "i32",      "i64",
-    "f64",        "iq1_m",      "bf16",       "q4_0_4_4", "q4_0_4_8", "q4_0_8_8", "tq1_0",
-    "tq2_0",      "iq4_nl_4_4", "iq4_nl_4_8", "iq4_nl_8_8", "mxfp4",  "nvfp4",    "q1_0",
-    "q2_0",
+    "f32", "f16", "q4_0", "q4_1", "q4_2", "q4_3", "q5_0", "q5_1",                   //  0..7
+    "q8_0", "q8_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K",                 //  8..15
+    "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs",  // 16..23
+    "i8", "i16", "i32", "i64", "f64", "iq1_m", "bf16", "q4_0_4_4",                  // 24..31
+    "q4_0_4_8", "q4_0_8_8", "tq1_0", "tq2_0",                                       // 32..35
+    "iq4_nl_4_4", "iq4_nl_4_8", "iq4_nl_8_8", "mxfp4",                              // 36..39
+    "nvfp4", "q1_0", "q2_0",                                                        // 40..42
 };
+// clang-format on
 
-constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+constexpr char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool equals_ignore_case(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

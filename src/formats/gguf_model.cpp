@@ -135,7 +135,7 @@ Model load_gguf_model(const std::string& path) {
     m.weights.emplace(t.name, std::move(w));
   }
   m.owners.push_back(file);
-  c.tied_embeddings = has_weights && m.find("output.weight") == nullptr;
+  c.tied_embeddings = has_weights && c.causal && m.find("output.weight") == nullptr;  // encoders have no output head
   c.qkv_bias = m.find("blk.0.attn_q.bias") != nullptr;
   c.qk_norm = m.find("blk.0.attn_q_norm.weight") != nullptr;
   validate_model(m);

@@ -216,7 +216,7 @@ Model load_safetensors_model(const std::string& path) {
   if (c.n_head == 0) fail(ErrorCode::InvalidFile, "{}: num_attention_heads is 0", cfile);
   c.head_dim = get_u32(cfg, "head_dim", cfile, c.n_embd / c.n_head);
   c.tied_embeddings = get_or<bool>(cfg, "tie_word_embeddings", false, cfile);
-  c.qkv_bias = c.family == ArchFamily::Qwen2 || get_or<bool>(cfg, "attention_bias", false, cfile);
+  c.qkv_bias = c.family == ArchFamily::Qwen2 || c.family == ArchFamily::Bert || get_or<bool>(cfg, "attention_bias", false, cfile);
   c.qk_norm = c.family == ArchFamily::Qwen3;
   c.name = get_or<std::string>(cfg, "_name_or_path", dir.filename().string(), cfile);
   if (bert) {

@@ -52,6 +52,7 @@ ModelConfig encoder(uint32_t embd, uint32_t layers, uint32_t heads, uint32_t ff,
   c.norm_eps = 1e-12f;
   c.rope.style = RopeStyle::None;
   c.causal = false;
+  c.qkv_bias = true;
   c.n_token_types = 2;
   c.pooling = pooling;
   return c;
@@ -271,6 +272,13 @@ SynthResult synthesize_model(const SynthOptions& opt, const std::string& out_pat
   if (opt.n_layer != 0) {
     if (opt.n_layer > 1024) fail(ErrorCode::InvalidArgument, "--layers {} is too many (at most 1024)", opt.n_layer);
     c.n_layer = opt.n_layer;
+  }
+  if (opt.vocab_size != 0) {
+    if (!opt.vocab_path.empty()) fail(ErrorCode::InvalidArgument, "--vocab-size and --vocab exclude each other");
+    if (opt.vocab_size < 300 || opt.vocab_size > 1'000'000) {
+      fail(ErrorCode::InvalidArgument, "--vocab-size {} is out of range (300 to 1000000)", opt.vocab_size);
+    }
+    c.n_vocab = opt.vocab_size;
   }
 
   gguf::Writer w;

@@ -6,6 +6,7 @@
 //   node llama_ref.mjs tokenize    MODEL (--text TEXT | --file F.json | --ggml-inp F.inp)
 //                                        [--special] [--add-special]
 //   node llama_ref.mjs info        MODEL [--vocab-only]
+//   node llama_ref.mjs embed       MODEL --text TEXT
 //   node llama_ref.mjs check-vocab VOCAB.gguf [--inp F.inp] [--out F.out]
 //
 // Prints exactly one JSON object on stdout. On failure: {"error": "..."} on stdout, exit code 1.
@@ -14,7 +15,7 @@
 import fs from "node:fs";
 import path from "node:path";
 
-const USAGE = "usage: node llama_ref.mjs <generate|tokenize|info|check-vocab> <model.gguf> [options]";
+const USAGE = "usage: node llama_ref.mjs <generate|tokenize|info|embed|check-vocab> <model.gguf> [options]";
 
 // flags that take no value; every other --option takes the next argument as its value
 const BOOLEAN_FLAGS = new Set(["special", "add-special", "no-bos", "ignore-eog", "timings", "vocab-only"]);
@@ -251,6 +252,19 @@ async function cmdInfo(llama, modelPath, opts) {
     return out;
 }
 
+// Embedding of one text (encoder models such as BERT, with the model's own pooling).
+async function cmdEmbed(llama, modelPath, opts) {
+    checkKnown(opts, ["text", "threads"]);
+    if (opts.text === undefined) throw new Error("embed needs --text");
+    const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    const ctx = await model.createEmbeddingContext({ contextSize: Math.min(model.trainContextSize, 512), threads: intOpt(opts, "threads", 1) });
+    const embedding = await ctx.getEmbeddingFor(opts.text);
+    const vector = Array.from(embedding.vector);
+    await ctx.dispose();
+    await model.dispose();
+    return { n: vector.length, finite: vector.every(Number.isFinite), embedding: vector };
+}
+
 async function cmdCheckVocab(llama, modelPath, opts) {
     checkKnown(opts, ["inp", "out", "special", "add-special", "threads"]);
     const inpFile = opts.inp ?? `${modelPath}.inp`;
@@ -273,7 +287,7 @@ async function cmdCheckVocab(llama, modelPath, opts) {
 async function main() {
     const { positional, opts } = parseArgs(process.argv.slice(2));
     const cmd = positional[0];
-    const commands = { generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, "check-vocab": cmdCheckVocab };
+    const commands = { generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, embed: cmdEmbed, "check-vocab": cmdCheckVocab };
     if (!(cmd in commands)) throw new Error(cmd === undefined ? USAGE : `unknown command ${JSON.stringify(cmd)}; ${USAGE}`);
     const modelPath = modelPathOf(positional);
     const llama = await loadLlama(opts);

@@ -54,7 +54,7 @@ constexpr uint16_t fp32_to_fp16(float f) {
   // Subnormal half (units of 2^-24) or zero. fp32 subnormals are far below half the smallest
   // half subnormal, so they round to zero.
   const uint32_t exp = ax >> 23;
-  if (exp < 102) return static_cast<uint16_t>(sign);  // < 2^-25: below the rounding midpoint
+  if (exp < 102) return static_cast<uint16_t>(sign);   // < 2^-25: below the rounding midpoint
   const uint32_t mant = (ax & 0x7fffffu) | 0x800000u;  // value = mant * 2^(exp-150)
   const uint32_t shift = 126 - exp;                    // to units of 2^-24; 14..24 here
   uint32_t q = mant >> shift;

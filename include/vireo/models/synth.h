@@ -26,7 +26,8 @@ std::vector<std::string> synth_types();
 struct SynthOptions {
   std::string preset = "tiny";
   std::string type = "f16";
-  uint32_t n_layer = 0;   // 0: the preset's
+  uint32_t n_layer = 0;     // 0: the preset's
+  uint32_t vocab_size = 0;  // 0: the preset's; smaller keeps every layer's shape but shrinks the embeddings (tests)
   std::string vocab_path; // GGUF whose tokenizer.* keys are copied; empty: built-in byte-level vocab
   uint64_t seed = 42;
   unsigned threads = 0;

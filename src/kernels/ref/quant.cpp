@@ -4,6 +4,7 @@
 #include "vireo/kernels/ref/quant.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -509,12 +510,14 @@ void quant_q2_K(const float* x, block_q2_K* y, int64_t nb) {
     block_q2_K b{};
     if (max_scale > 0) {
       const float iscale = kCodeMax / max_scale;
-      for (int s = 0; s < kNumSub; ++s) b.scales[s] = static_cast<uint8_t>(nearest_int(iscale * scales[s]));
+      for (int s = 0; s < kNumSub; ++s)
+        b.scales[s] = static_cast<uint8_t>(nearest_int(iscale * scales[s]));
       b.d = fp32_to_fp16(max_scale / kCodeMax);
     }
     if (max_min > 0) {
       const float iscale = kCodeMax / max_min;
-      for (int s = 0; s < kNumSub; ++s) b.scales[s] |= static_cast<uint8_t>(nearest_int(iscale * mins[s]) << 4);
+      for (int s = 0; s < kNumSub; ++s)
+        b.scales[s] |= static_cast<uint8_t>(nearest_int(iscale * mins[s]) << 4);
       b.dmin = fp32_to_fp16(max_min / kCodeMax);
     }
     // Re-pick levels against the scales as stored (rounded codes, fp16 d).
@@ -523,7 +526,8 @@ void quant_q2_K(const float* x, block_q2_K* y, int64_t nb) {
       if (d == 0) continue;
       const float dm = fp16_to_fp32(b.dmin) * static_cast<float>(b.scales[s] >> 4);
       for (int l = 0; l < kSub; ++l) {
-        L[kSub * s + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * s + l] + dm) / d), 0, 3));
+        L[kSub * s + l] =
+            static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * s + l] + dm) / d), 0, 3));
       }
     }
     for (int e = 0; e < static_cast<int>(QK_K); ++e) put_crumb(b.qs, e, L[e]);
@@ -556,7 +560,8 @@ void quant_q3_K(const float* x, block_q3_K* y, int64_t nb) {
       const float d = fp16_to_fp32(b.d) * static_cast<float>(q3_K_scale(b.scales, s));
       if (d == 0) continue;
       for (int l = 0; l < kSub; ++l) {
-        L[kSub * s + l] = static_cast<int8_t>(std::clamp(nearest_int(x[kSub * s + l] / d), -4, 3) + 4);
+        L[kSub * s + l] =
+            static_cast<int8_t>(std::clamp(nearest_int(x[kSub * s + l] / d), -4, 3) + 4);
       }
     }
     for (int e = 0; e < static_cast<int>(QK_K); ++e) {
@@ -583,7 +588,8 @@ void quant_k_scale_min(const float* x, Block* y, int64_t nb, float rmin, int nst
       // still count.
       const float av_x = std::sqrt(sum_x2 / kSub);
       for (int l = 0; l < kSub; ++l) weights[l] = av_x + std::fabs(xs[l]);
-      scales[s] = fit_scale_min(kSub, kNmax, xs, weights, L + kSub * s, &mins[s], rmin, 0.1f, nstep, false);
+      scales[s] =
+          fit_scale_min(kSub, kNmax, xs, weights, L + kSub * s, &mins[s], rmin, 0.1f, nstep, false);
       max_scale = std::max(max_scale, scales[s]);
       max_min = std::max(max_min, mins[s]);
     }
@@ -592,7 +598,8 @@ void quant_k_scale_min(const float* x, Block* y, int64_t nb, float rmin, int nst
     Block b{};
     for (int s = 0; s < kNumSub; ++s) {
       // llama.cpp narrows to uint8_t before clamping; keep that so codes match.
-      const uint8_t sc = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[s])));
+      const uint8_t sc =
+          std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[s])));
       const uint8_t m = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[s])));
       pack_scale_min_k4(b.scales, s, sc, m);
     }
@@ -605,7 +612,8 @@ void quant_k_scale_min(const float* x, Block* y, int64_t nb, float rmin, int nst
       if (d == 0) continue;
       const float dm = fp16_to_fp32(b.dmin) * static_cast<float>(m);
       for (int l = 0; l < kSub; ++l) {
-        L[kSub * s + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * s + l] + dm) / d), 0, kNmax));
+        L[kSub * s + l] =
+            static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * s + l] + dm) / d), 0, kNmax));
       }
     }
     for (int e = 0; e < static_cast<int>(QK_K); ++e) {
@@ -644,7 +652,8 @@ void quant_q6_K(const float* x, block_q6_K* y, int64_t nb) {
       const float d = fp16_to_fp32(b.d) * static_cast<float>(b.scales[s]);
       if (d == 0) continue;
       for (int l = 0; l < kSub; ++l) {
-        L[kSub * s + l] = static_cast<int8_t>(std::clamp(nearest_int(x[kSub * s + l] / d), -32, 31) + 32);
+        L[kSub * s + l] =
+            static_cast<int8_t>(std::clamp(nearest_int(x[kSub * s + l] / d), -32, 31) + 32);
       }
     }
     for (int e = 0; e < static_cast<int>(QK_K); ++e) put_q6(b, e, L[e]);
@@ -677,18 +686,31 @@ void quant_q8_K(const float* x, block_q8_K* y, int64_t nb) {
 
 void check_mlx(int bits, int group_size, int64_t n, const char* caller) {
   if (bits != 2 && bits != 4 && bits != 8) {
-    fail(ErrorCode::Unsupported, "{}: MLX affine quantization with {} bits is not supported (2, 4 or 8)",
-         caller, bits);
+    fail(ErrorCode::Unsupported,
+         "{}: MLX affine quantization with {} bits is not supported (2, 4 or 8)", caller, bits);
   }
   if (group_size != 32 && group_size != 64 && group_size != 128) {
     fail(ErrorCode::Unsupported, "{}: MLX group size {} is not supported (32, 64 or 128)", caller,
          group_size);
   }
   if (n < 0 || n % group_size != 0) {
-    fail(ErrorCode::InvalidArgument, "{}: mlx_q{} needs a row length that is a multiple of the group size {}, got {}",
-         caller, bits, group_size, n);
+    fail(ErrorCode::InvalidArgument,
+         "{}: mlx_q{} needs a row length that is a multiple of the group size {}, got {}", caller,
+         bits, group_size, n);
   }
 }
+
+// What each direction handles; must agree with the switches of dequantize_row and
+// quantize_row (a test checks).
+constexpr std::array kDequantizable = {
+    DType::F32,  DType::F16,  DType::BF16, DType::F64,  DType::I8,   DType::I16,  DType::I32,
+    DType::I64,  DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K,
+    DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
+};
+constexpr std::array kQuantizable = {
+    DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+    DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
+};
 
 }  // namespace
 
@@ -698,55 +720,57 @@ size_t row_bytes(DType t, int64_t n) {
 }
 
 bool can_dequantize(DType t) {
-  switch (t) {
-    case DType::F32: case DType::F16: case DType::BF16: case DType::F64:
-    case DType::I8: case DType::I16: case DType::I32: case DType::I64:
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::Q8_K:
-      return true;
-    default:
-      return false;
-  }
+  return std::ranges::find(kDequantizable, t) != kDequantizable.end();
 }
 
-bool can_quantize(DType t) {
-  switch (t) {
-    case DType::F32: case DType::F16: case DType::BF16:
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::Q8_K:
-      return true;
-    default:
-      return false;
-  }
-}
+bool can_quantize(DType t) { return std::ranges::find(kQuantizable, t) != kQuantizable.end(); }
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   const int64_t nb = block_count(t, n, "dequantize_row");
+  const auto to_float = [](auto v) { return static_cast<float>(v); };
   switch (t) {
-    case DType::F32: return dequant_plain<float>(src, dst, n, [](float v) { return v; });
-    case DType::F16: return dequant_plain<uint16_t>(src, dst, n, fp16_to_fp32);
-    case DType::BF16: return dequant_plain<uint16_t>(src, dst, n, bf16_to_fp32);
-    case DType::F64: return dequant_plain<double>(src, dst, n, [](double v) { return static_cast<float>(v); });
-    case DType::I8: return dequant_plain<int8_t>(src, dst, n, [](int8_t v) { return static_cast<float>(v); });
-    case DType::I16: return dequant_plain<int16_t>(src, dst, n, [](int16_t v) { return static_cast<float>(v); });
-    case DType::I32: return dequant_plain<int32_t>(src, dst, n, [](int32_t v) { return static_cast<float>(v); });
-    case DType::I64: return dequant_plain<int64_t>(src, dst, n, [](int64_t v) { return static_cast<float>(v); });
-    case DType::Q4_0: return dequant_q4_0(static_cast<const block_q4_0*>(src), dst, nb);
-    case DType::Q4_1: return dequant_q4_1(static_cast<const block_q4_1*>(src), dst, nb);
-    case DType::Q5_0: return dequant_q5_0(static_cast<const block_q5_0*>(src), dst, nb);
-    case DType::Q5_1: return dequant_q5_1(static_cast<const block_q5_1*>(src), dst, nb);
-    case DType::Q8_0: return dequant_q8_0(static_cast<const block_q8_0*>(src), dst, nb);
-    case DType::Q2_K: return dequant_q2_K(static_cast<const block_q2_K*>(src), dst, nb);
-    case DType::Q3_K: return dequant_q3_K(static_cast<const block_q3_K*>(src), dst, nb);
-    case DType::Q4_K: return dequant_q4_K(static_cast<const block_q4_K*>(src), dst, nb);
-    case DType::Q5_K: return dequant_q5_K(static_cast<const block_q5_K*>(src), dst, nb);
-    case DType::Q6_K: return dequant_q6_K(static_cast<const block_q6_K*>(src), dst, nb);
-    case DType::Q8_K: return dequant_q8_K(static_cast<const block_q8_K*>(src), dst, nb);
+    case DType::F32:
+      return dequant_plain<float>(src, dst, n, to_float);
+    case DType::F16:
+      return dequant_plain<uint16_t>(src, dst, n, fp16_to_fp32);
+    case DType::BF16:
+      return dequant_plain<uint16_t>(src, dst, n, bf16_to_fp32);
+    case DType::F64:
+      return dequant_plain<double>(src, dst, n, to_float);
+    case DType::I8:
+      return dequant_plain<int8_t>(src, dst, n, to_float);
+    case DType::I16:
+      return dequant_plain<int16_t>(src, dst, n, to_float);
+    case DType::I32:
+      return dequant_plain<int32_t>(src, dst, n, to_float);
+    case DType::I64:
+      return dequant_plain<int64_t>(src, dst, n, to_float);
+    case DType::Q4_0:
+      return dequant_q4_0(static_cast<const block_q4_0*>(src), dst, nb);
+    case DType::Q4_1:
+      return dequant_q4_1(static_cast<const block_q4_1*>(src), dst, nb);
+    case DType::Q5_0:
+      return dequant_q5_0(static_cast<const block_q5_0*>(src), dst, nb);
+    case DType::Q5_1:
+      return dequant_q5_1(static_cast<const block_q5_1*>(src), dst, nb);
+    case DType::Q8_0:
+      return dequant_q8_0(static_cast<const block_q8_0*>(src), dst, nb);
+    case DType::Q2_K:
+      return dequant_q2_K(static_cast<const block_q2_K*>(src), dst, nb);
+    case DType::Q3_K:
+      return dequant_q3_K(static_cast<const block_q3_K*>(src), dst, nb);
+    case DType::Q4_K:
+      return dequant_q4_K(static_cast<const block_q4_K*>(src), dst, nb);
+    case DType::Q5_K:
+      return dequant_q5_K(static_cast<const block_q5_K*>(src), dst, nb);
+    case DType::Q6_K:
+      return dequant_q6_K(static_cast<const block_q6_K*>(src), dst, nb);
+    case DType::Q8_K:
+      return dequant_q8_K(static_cast<const block_q8_K*>(src), dst, nb);
     case DType::MLX_Q4:
     case DType::MLX_Q8:
-      fail(ErrorCode::Unsupported, "dequantize_row: {} keeps its scales and biases apart; use dequantize_mlx_row",
+      fail(ErrorCode::Unsupported,
+           "dequantize_row: {} keeps its scales and biases apart; use dequantize_mlx_row",
            name_of(t));
     default:
       fail(ErrorCode::Unsupported, "dequantize_row: type {} cannot be dequantized", name_of(t));
@@ -756,20 +780,34 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   const int64_t nb = block_count(t, n, "quantize_row");
   switch (t) {
-    case DType::F32: return quant_plain<float>(src, dst, n, [](float v) { return v; });
-    case DType::F16: return quant_plain<uint16_t>(src, dst, n, fp32_to_fp16);
-    case DType::BF16: return quant_plain<uint16_t>(src, dst, n, fp32_to_bf16);
-    case DType::Q4_0: return quant_q4_0(src, static_cast<block_q4_0*>(dst), nb);
-    case DType::Q4_1: return quant_q4_1(src, static_cast<block_q4_1*>(dst), nb);
-    case DType::Q5_0: return quant_q5_0(src, static_cast<block_q5_0*>(dst), nb);
-    case DType::Q5_1: return quant_q5_1(src, static_cast<block_q5_1*>(dst), nb);
-    case DType::Q8_0: return quant_q8_0(src, static_cast<block_q8_0*>(dst), nb);
-    case DType::Q2_K: return quant_q2_K(src, static_cast<block_q2_K*>(dst), nb);
-    case DType::Q3_K: return quant_q3_K(src, static_cast<block_q3_K*>(dst), nb);
-    case DType::Q4_K: return quant_k_scale_min<block_q4_K, 15>(src, static_cast<block_q4_K*>(dst), nb, -1.0f, 20);
-    case DType::Q5_K: return quant_k_scale_min<block_q5_K, 31>(src, static_cast<block_q5_K*>(dst), nb, -0.5f, 15);
-    case DType::Q6_K: return quant_q6_K(src, static_cast<block_q6_K*>(dst), nb);
-    case DType::Q8_K: return quant_q8_K(src, static_cast<block_q8_K*>(dst), nb);
+    case DType::F32:
+      return quant_plain<float>(src, dst, n, [](float v) { return v; });
+    case DType::F16:
+      return quant_plain<uint16_t>(src, dst, n, fp32_to_fp16);
+    case DType::BF16:
+      return quant_plain<uint16_t>(src, dst, n, fp32_to_bf16);
+    case DType::Q4_0:
+      return quant_q4_0(src, static_cast<block_q4_0*>(dst), nb);
+    case DType::Q4_1:
+      return quant_q4_1(src, static_cast<block_q4_1*>(dst), nb);
+    case DType::Q5_0:
+      return quant_q5_0(src, static_cast<block_q5_0*>(dst), nb);
+    case DType::Q5_1:
+      return quant_q5_1(src, static_cast<block_q5_1*>(dst), nb);
+    case DType::Q8_0:
+      return quant_q8_0(src, static_cast<block_q8_0*>(dst), nb);
+    case DType::Q2_K:
+      return quant_q2_K(src, static_cast<block_q2_K*>(dst), nb);
+    case DType::Q3_K:
+      return quant_q3_K(src, static_cast<block_q3_K*>(dst), nb);
+    case DType::Q4_K:
+      return quant_k_scale_min<block_q4_K, 15>(src, static_cast<block_q4_K*>(dst), nb, -1.0f, 20);
+    case DType::Q5_K:
+      return quant_k_scale_min<block_q5_K, 31>(src, static_cast<block_q5_K*>(dst), nb, -0.5f, 15);
+    case DType::Q6_K:
+      return quant_q6_K(src, static_cast<block_q6_K*>(dst), nb);
+    case DType::Q8_K:
+      return quant_q8_K(src, static_cast<block_q8_K*>(dst), nb);
     default:
       fail(ErrorCode::Unsupported, "quantize_row: quantizing to {} is not supported", name_of(t));
   }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what vireo needs on Debian 12: the build toolchain and libraries from Debian's
+# packages, and the reference engine (llama.cpp via node-llama-cpp) from npm for the tests.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libfmt-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The reference engine for tests. Needs Node.js 20 or newer; without it those tests skip.
+if [ "${VIREO_SKIP_NPM:-0}" != "1" ]; then
+  if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+    if [ ! -d tests/reference/node_modules/node-llama-cpp ]; then
+      echo "installing the llama.cpp reference engine (node-llama-cpp, CPU build) for the tests"
+      (cd tests/reference && npm install --omit=optional --no-audit --no-fund --loglevel=error) ||
+        echo "warning: npm install failed; tests against llama.cpp will be skipped"
+    fi
+  else
+    echo "note: Node.js >= 20 not found; tests against llama.cpp will be skipped"
+  fi
+fi
