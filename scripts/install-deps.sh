@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  libfmt-dev nlohmann-json3-dev libcli11-dev
+  libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev
 )
@@ -23,13 +23,19 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The reference engine for tests. Needs Node.js 20 or newer; without it those tests skip.
+# The reference engines for tests. Needs Node.js 20 or newer; without it those tests skip.
 if [ "${VIREO_SKIP_NPM:-0}" != "1" ]; then
   if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
-    if [ ! -d tests/reference/node_modules/node-llama-cpp ]; then
-      echo "installing the llama.cpp reference engine (node-llama-cpp, CPU build) for the tests"
-      (cd tests/reference && npm install --omit=optional --no-audit --no-fund --loglevel=error) ||
-        echo "warning: npm install failed; tests against llama.cpp will be skipped"
+    # Reinstall when the lock file changed since the last install.
+    stamp=tests/reference/node_modules/.vireo-lock-sha
+    want=$(sha256sum tests/reference/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+      echo "installing the reference engines (llama.cpp via node-llama-cpp, @huggingface/jinja, @lenml/tokenizers) for the tests"
+      if (cd tests/reference && npm install --omit=optional --no-audit --no-fund --loglevel=error); then
+        echo "$want" > "$stamp"
+      else
+        echo "warning: npm install failed; tests against the reference engines will be skipped"
+      fi
     fi
   else
     echo "note: Node.js >= 20 not found; tests against llama.cpp will be skipped"
