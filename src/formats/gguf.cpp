@@ -291,7 +291,12 @@ void File::parse_all(std::span<const uint8_t> bytes) {
       fail(ErrorCode::InvalidFile, "{}: tensor '{}' of type {} has a row of {} elements, not a multiple of the block size {}",
            file, t.name, traits->name, t.ne[0], traits->block_elems);
     }
-    t.nbytes = n_elem / traits->block_elems * traits->block_bytes;  // no overflow: n_elem < 2^63, ratio <= 1.2
+    const uint64_t n_blocks = n_elem / traits->block_elems;
+    if (n_blocks > std::numeric_limits<uint64_t>::max() / traits->block_bytes) {
+      fail(ErrorCode::InvalidFile, "{}: tensor '{}' has {} elements of type {}, whose byte size overflows", file,
+           t.name, n_elem, traits->name);
+    }
+    t.nbytes = n_blocks * traits->block_bytes;
     t.offset = cur.read<uint64_t>("tensor data offset");
     if (t.offset % alignment_ != 0) {
       fail(ErrorCode::InvalidFile, "{}: tensor '{}' has offset {}, not a multiple of the alignment {}", file,
@@ -313,8 +318,8 @@ void File::parse_all(std::span<const uint8_t> bytes) {
   for (auto& t : tensors_) {
     if (t.offset > data_size || t.nbytes > data_size - t.offset) {
       fail(ErrorCode::InvalidFile,
-           "{}: tensor '{}' needs bytes {}..{} of the data section, which has only {} bytes", file, t.name,
-           t.offset, t.offset + t.nbytes, data_size);
+           "{}: tensor '{}' needs {} bytes at offset {} of the data section, which has only {} bytes", file, t.name,
+           t.nbytes, t.offset, data_size);
     }
     if (t.nbytes > 0) t.data = bytes.data() + data_offset_ + t.offset;
     by_offset.push_back(&t);

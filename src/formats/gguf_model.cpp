@@ -1,5 +1,7 @@
 // GGUF -> Model: hyperparameters from "{arch}.*" keys, tokenizer from "tokenizer.ggml.*".
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "vireo/core/error.h"
 #include "vireo/formats/gguf.h"
@@ -33,8 +35,23 @@ void load_tokenizer(const gguf::File& f, TokenizerData& tok) {
   }
   tok.pre = f.get_string("tokenizer.ggml.pre", "default");
   tok.tokens = f.get_strings("tokenizer.ggml.tokens");
-  for (double s : f.get_numbers("tokenizer.ggml.scores")) tok.scores.push_back(static_cast<float>(s));
-  for (double t : f.get_numbers("tokenizer.ggml.token_type")) tok.token_types.push_back(static_cast<int32_t>(t));
+  const auto scores = f.get_numbers("tokenizer.ggml.scores");
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double s = scores[i];
+    if (!(std::fabs(s) <= std::numeric_limits<float>::max())) {  // also catches NaN
+      fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.scores[{}] is {} (expected a finite float)", f.path(), i, s);
+    }
+    tok.scores.push_back(static_cast<float>(s));
+  }
+  const auto types = f.get_numbers("tokenizer.ggml.token_type");
+  for (size_t i = 0; i < types.size(); ++i) {
+    const double t = types[i];
+    if (!(t >= 0 && t <= 64 && t == std::floor(t))) {
+      fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.token_type[{}] is {} (expected a small non-negative integer)",
+           f.path(), i, t);
+    }
+    tok.token_types.push_back(static_cast<int32_t>(t));
+  }
   tok.merges = f.get_strings("tokenizer.ggml.merges");
   const size_t n = tok.tokens.size();
   if (!tok.scores.empty() && tok.scores.size() != n) {

@@ -6,11 +6,13 @@
 #include <optional>
 #include <regex>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "vireo/core/error.h"
 #include "vireo/formats/model.h"
 #include "vireo/formats/safetensors.h"
+#include "json_input.h"
 
 namespace vireo {
 namespace {
@@ -19,13 +21,10 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 json read_json(const fs::path& p) {
-  std::ifstream in(p);
+  std::ifstream in(p, std::ios::binary);
   if (!in) fail(ErrorCode::NotFound, "cannot read '{}'", p.string());
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail(ErrorCode::InvalidFile, "{}: not valid JSON: {}", p.string(), e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_untrusted_json(text, p.string());
 }
 
 template <typename T>
@@ -46,7 +45,8 @@ uint32_t get_u32(const json& j, const char* key, const std::string& file, std::o
     fail(ErrorCode::InvalidFile, "{}: required field \"{}\" is missing", file, key);
   }
   if (!it->is_number_unsigned() || it->get<uint64_t>() > 0xFFFFFFFFull) {
-    fail(ErrorCode::InvalidFile, "{}: \"{}\" is {} (expected a non-negative integer)", file, key, it->dump());
+    fail(ErrorCode::InvalidFile, "{}: \"{}\" is {} (expected a non-negative integer)", file, key,
+         it->is_primitive() ? it->dump() : std::string(it->type_name()));
   }
   return it->get<uint32_t>();
 }
@@ -180,9 +180,22 @@ void load_hf_tokenizer(const fs::path& dir, TokenizerData& tok) {
   }
 }
 
+Model load_hf_folder(const std::string& path);
+
 }  // namespace
 
 Model load_safetensors_model(const std::string& path) {
+  // Configs are untrusted: a value of an unexpected JSON type anywhere is a bad file, not a crash.
+  try {
+    return load_hf_folder(path);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::InvalidFile, "{}: a JSON value has an unexpected type or form: {}", path, e.what());
+  }
+}
+
+namespace {
+
+Model load_hf_folder(const std::string& path) {
   std::error_code ec;
   const bool is_dir = fs::is_directory(path, ec);
   const fs::path dir = is_dir ? fs::path(path) : fs::path(path).parent_path();
@@ -231,13 +244,14 @@ Model load_safetensors_model(const std::string& path) {
     c.rope.theta = get_or<float>(cfg, "rope_theta", 10000.0f, cfile);
     c.rope.n_dims = c.head_dim;
     if (auto rs = cfg.find("rope_scaling"); rs != cfg.end() && rs->is_object()) {
-      const std::string type = rs->value("rope_type", rs->value("type", ""));
-      c.rope.factor = rs->value("factor", 1.0f);
-      c.rope.original_context = rs->value("original_max_position_embeddings", 0u);
+      const std::string rfile = cfile + " rope_scaling";
+      const std::string type = get_or<std::string>(*rs, "rope_type", get_or<std::string>(*rs, "type", "", rfile), rfile);
+      c.rope.factor = get_or<float>(*rs, "factor", 1.0f, rfile);
+      c.rope.original_context = get_or<uint32_t>(*rs, "original_max_position_embeddings", 0u, rfile);
       if (type == "llama3") {
         c.rope.scaling = RopeScaling::Llama3;
-        c.rope.low_freq_factor = rs->value("low_freq_factor", 1.0f);
-        c.rope.high_freq_factor = rs->value("high_freq_factor", 4.0f);
+        c.rope.low_freq_factor = get_or<float>(*rs, "low_freq_factor", 1.0f, rfile);
+        c.rope.high_freq_factor = get_or<float>(*rs, "high_freq_factor", 4.0f, rfile);
       } else if (type == "linear") {
         c.rope.scaling = RopeScaling::Linear;
       } else if (type == "yarn") {
@@ -253,7 +267,7 @@ Model load_safetensors_model(const std::string& path) {
     if (auto it = cfg.find(key); it != cfg.end() && it->is_object() && it->contains("bits")) quant = &*it;
   }
   if (quant != nullptr) {
-    const std::string mode = quant->value("mode", "affine");
+    const std::string mode = get_or<std::string>(*quant, "mode", "affine", cfile + " quantization");
     if (mode != "affine") fail(ErrorCode::Unsupported, "{}: MLX quantization mode '{}' (supported: affine)", cfile, mode);
   }
 
@@ -286,8 +300,10 @@ Model load_safetensors_model(const std::string& path) {
       const uint64_t cols = t->shape[1] * 32 / spec->bits;
       const std::vector<uint64_t> group_shape = {t->shape[0], cols / spec->group_size};
       if (cols % spec->group_size != 0 || scales->shape != group_shape || biases->shape != group_shape) {
-        fail(ErrorCode::InvalidFile, "MLX tensor '{}': {} columns in groups of {} do not match scales/biases shapes",
-             t->name, cols, spec->group_size);
+        fail(ErrorCode::InvalidFile,
+             "{}: MLX tensor '{}': {} columns in groups of {} need scales and biases of shape [{}, {}], found [{}] and [{}]",
+             cfile, t->name, cols, spec->group_size, group_shape[0], group_shape[1], fmt::join(scales->shape, ", "),
+             fmt::join(biases->shape, ", "));
       }
       const auto st_type = scales->float_type();
       if (!st_type || biases->dtype != scales->dtype) {
@@ -314,4 +330,5 @@ Model load_safetensors_model(const std::string& path) {
   return m;
 }
 
+}  // namespace
 }  // namespace vireo

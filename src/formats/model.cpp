@@ -74,8 +74,8 @@ class ShapeChecker {
   void require(const std::string& name, std::vector<uint64_t> shape) {
     const Tensor* t = m_.find(name);
     if (t == nullptr) {
-      fail(ErrorCode::NotFound, "model ({} {}) is missing tensor '{}' (expected shape [{}])", m_.format,
-           m_.config.arch_name, name, fmt::join(shape, ", "));
+      fail(ErrorCode::NotFound, "{}: {} model ({}) is missing tensor '{}' (expected shape [{}])", where(),
+           m_.config.arch_name, m_.format, name, fmt::join(shape, ", "));
     }
     check(*t, shape);
   }
@@ -86,10 +86,11 @@ class ShapeChecker {
  private:
   void check(const Tensor& t, const std::vector<uint64_t>& shape) {
     if (t.shape != shape) {
-      fail(ErrorCode::InvalidFile, "tensor '{}' has shape [{}] but the config implies [{}]", t.name,
+      fail(ErrorCode::InvalidFile, "{}: tensor '{}' has shape [{}] but the config implies [{}]", where(), t.name,
            fmt::join(t.shape, ", "), fmt::join(shape, ", "));
     }
   }
+  std::string where() const { return m_.files.empty() ? std::string("model") : m_.files.front(); }
   const Model& m_;
 };
 
@@ -101,14 +102,15 @@ void validate_model(Model& m) {
   if (const Tensor* emb = m.find("token_embd.weight"); emb != nullptr && emb->shape.size() == 2) {
     if (c.n_vocab == 0) c.n_vocab = static_cast<uint32_t>(emb->shape[0]);
   }
+  const std::string where = m.files.empty() ? std::string("model") : m.files.front();
   auto bad = [&](const char* what, uint64_t v) {
-    fail(ErrorCode::InvalidFile, "model config: {} is {}, which is invalid", what, v);
+    fail(ErrorCode::InvalidFile, "{}: model config: {} is {}, which is invalid", where, what, v);
   };
   if (c.n_layer == 0 || c.n_layer > 1024) bad("layer count", c.n_layer);
   if (c.n_embd == 0 || c.n_embd > (1u << 20)) bad("embedding size", c.n_embd);
   if (c.n_head == 0 || c.n_head > 4096) bad("head count", c.n_head);
   if (c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0) {
-    fail(ErrorCode::InvalidFile, "model config: {} KV heads do not divide {} heads", c.n_head_kv, c.n_head);
+    fail(ErrorCode::InvalidFile, "{}: model config: {} KV heads do not divide {} heads", where, c.n_head_kv, c.n_head);
   }
   if (c.head_dim == 0 || c.head_dim > 1024) bad("head size", c.head_dim);
   if (c.n_ff == 0 || c.n_ff > (1u << 22)) bad("feed-forward size", c.n_ff);

@@ -11,6 +11,7 @@
 
 #include "vireo/core/error.h"
 #include "vireo/core/utf8.h"
+#include "json_input.h"
 
 namespace vireo::safetensors {
 namespace {
@@ -23,28 +24,6 @@ uint32_t dtype_bytes(const std::string& dtype) {
       {"U64", 8},  {"U32", 4}, {"U16", 2},     {"U8", 1},      {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   auto it = kSizes.find(dtype);
   return it == kSizes.end() ? 0 : it->second;
-}
-
-// Parses the header, refusing duplicate names at the top level (nlohmann keeps the last).
-json parse_header(std::string_view text, const std::string& file) {
-  std::set<std::string> seen;
-  std::string duplicate;
-  auto on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::exception& e) {
-    fail(ErrorCode::InvalidFile, "{}: header is not valid JSON: {}", file, e.what());
-  }
-  if (!duplicate.empty()) fail(ErrorCode::InvalidFile, "{}: header names tensor '{}' twice", file, duplicate);
-  if (!header.is_object()) fail(ErrorCode::InvalidFile, "{}: header is not a JSON object", file);
-  return header;
 }
 
 }  // namespace
@@ -94,7 +73,8 @@ void File::parse_all(std::span<const uint8_t> bytes) {
   }
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
   if (!is_valid_utf8(text)) fail(ErrorCode::InvalidFile, "{}: header is not valid UTF-8", file);
-  const json header = parse_header(text, file);
+  const json header = parse_untrusted_json(text, file);
+  if (!header.is_object()) fail(ErrorCode::InvalidFile, "{}: header is not a JSON object", file);
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size_ - data_start;
 
@@ -121,8 +101,9 @@ void File::parse_all(std::span<const uint8_t> bytes) {
     uint64_t n = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) {
+        // Name only the kind of a nested value: dumping it would recurse as deep as the attacker nests.
         fail(ErrorCode::InvalidFile, "{}: tensor '{}' has a shape entry {} that is not a non-negative integer", file,
-             name, d.dump());
+             name, d.is_primitive() ? d.dump() : std::string(d.type_name()));
       }
       const uint64_t dim = d.get<uint64_t>();
       if (dim != 0 && n > std::numeric_limits<uint64_t>::max() / t.elem_bytes / dim) {
@@ -138,7 +119,11 @@ void File::parse_all(std::span<const uint8_t> bytes) {
     }
     t.begin = (*off)[0].get<uint64_t>();
     t.end = (*off)[1].get<uint64_t>();
-    if (t.begin > t.end || t.end > data_size) {
+    if (t.begin > t.end) {
+      fail(ErrorCode::InvalidFile, "{}: tensor '{}' has data_offsets [{}, {}] that end before they begin", file, name,
+           t.begin, t.end);
+    }
+    if (t.end > data_size) {
       fail(ErrorCode::InvalidFile, "{}: tensor '{}' has data_offsets [{}, {}] outside the data section of {} bytes",
            file, name, t.begin, t.end, data_size);
     }
@@ -190,13 +175,9 @@ Collection Collection::open(const std::string& path) {
     const fs::path dir(path);
     const fs::path index = dir / "model.safetensors.index.json";
     if (fs::exists(index, ec)) {
-      std::ifstream in(index);
-      json j;
-      try {
-        j = json::parse(in);
-      } catch (const json::exception& e) {
-        fail(ErrorCode::InvalidFile, "{}: not valid JSON: {}", index.string(), e.what());
-      }
+      std::ifstream in(index, std::ios::binary);
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const json j = parse_untrusted_json(text, index.string());
       if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
         fail(ErrorCode::InvalidFile, "{}: has no \"weight_map\" object", index.string());
       }
@@ -226,7 +207,9 @@ Collection Collection::open(const std::string& path) {
     auto shard = std::make_shared<File>(File::open(p));
     const size_t idx = c.shards_.size();
     for (const auto& t : shard->tensors()) {
-      if (c.by_name_.count(t.name) != 0) fail(ErrorCode::InvalidFile, "tensor '{}' appears in more than one shard ({})", t.name, p);
+      if (c.by_name_.count(t.name) != 0) {
+        fail(ErrorCode::InvalidFile, "{}: tensor '{}' is also in {}", p, t.name, c.files_[c.by_name_[t.name].first]);
+      }
       c.by_name_[t.name] = {idx, &t};
     }
     c.total_bytes_ += shard->file_size();

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,31 @@ struct TokenizerData {
   int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1, sep_id = -1, cls_id = -1;
   bool add_bos = false, add_eos = false;
   std::string chat_template;
+
+  // What else the file says, where it says it; unset optionals mean "the family's default" (llama.cpp's
+  // rules for GGUF, Hugging Face's for tokenizer.json).
+  int32_t eot_id = -1, eom_id = -1, mask_id = -1;
+  std::string model_name;                 // GGUF general.name: llama.cpp keys token-attribute quirks on it
+  std::optional<bool> add_space_prefix;   // tokenizer.ggml.add_space_prefix (SentencePiece default: yes)
+  std::optional<bool> add_sep;            // tokenizer.ggml.add_sep_token
+  std::optional<bool> lowercase;          // tokenizer.ggml.normalizer.lowercase (WordPiece default: yes)
+  std::optional<bool> strip_accents;      // tokenizer.ggml.normalizer.strip_accents (default: = lowercase)
+
+  // tokenizer.json only (empty/unset for GGUF, whose pipeline follows from `pre`).
+  struct AddedToken {
+    int32_t id = -1;
+    bool special = false;  // recognised only when parsing special tokens; a plain added token always is
+    bool lstrip = false, rstrip = false, single_word = false, normalized = false;
+  };
+  std::vector<AddedToken> added_tokens;
+  std::vector<std::string> split_regexes;  // Split pre-tokenizers (behavior "Isolated"), applied in order
+  bool byte_level = false;                 // ByteLevel pre-tokenizer: GPT-2 byte-to-unicode mapping
+  bool byte_level_regex = false;           // ByteLevel with use_regex: also splits with the GPT-2 regex
+  bool byte_level_prefix_space = false;    // ByteLevel add_prefix_space
+  std::string normalizer;                  // "" or "NFC"
+  std::optional<bool> ignore_merges;       // BPE: a word that is a token skips the merges
+  bool byte_fallback = false;              // BPE: unknown pieces become <0xXX> tokens
+  std::optional<bool> clean_spaces;        // decode: clean_up_tokenization_spaces
 };
 
 struct ModelConfig {
