@@ -9,6 +9,8 @@
 #include "format.h"
 #include "vireo/formats/gguf.h"
 #include "vireo/formats/model.h"
+#include "vireo/tokenizer/tokenizer.h"
+#include "vireo/core/error.h"
 
 namespace vireo::cli {
 namespace {
@@ -46,6 +48,15 @@ double json_float(float v) { return std::stod(fmt::format("{}", v)); }
 nlohmann::ordered_json describe(const Model& m, const std::string& path, uint32_t ctx) {
   const ModelConfig& c = m.config;
   const TokenizerData& t = m.tokenizer;
+  // Whether BOS is added follows the family's defaults where the file is silent: ask the tokenizer.
+  nlohmann::json add_bos = t.add_bos ? nlohmann::json(*t.add_bos) : nlohmann::json(nullptr);
+  if (t.kind != TokenizerKind::None) {
+    try {
+      add_bos = Tokenizer::create(t)->add_bos();
+    } catch (const Error&) {
+      // Unusable tokenizer data: info still describes the file; tokenize reports the error.
+    }
+  }
   nlohmann::ordered_json j;
   j["path"] = path;
   j["format"] = m.format;
@@ -83,7 +94,7 @@ nlohmann::ordered_json describe(const Model& m, const std::string& path, uint32_
                     {"bos_id", t.bos_id},
                     {"eos_id", t.eos_id},
                     {"unk_id", t.unk_id},
-                    {"add_bos", t.add_bos},
+                    {"add_bos", add_bos},
                     {"has_chat_template", !t.chat_template.empty()}};
   std::map<std::string, std::pair<uint64_t, uint64_t>> types;  // name -> (count, bytes)
   for (const auto& [name, w] : m.weights) {

@@ -11,5 +11,7 @@ using Runner = std::function<int()>;
 
 Runner add_info(CLI::App& app);
 Runner add_synth(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_detokenize(CLI::App& app);
 
 }  // namespace vireo::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   };
   add(vireo::cli::add_info);
   add(vireo::cli::add_synth);
+  add(vireo::cli::add_tokenize);
+  add(vireo::cli::add_detokenize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

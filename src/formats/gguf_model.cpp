@@ -17,69 +17,6 @@ uint32_t get_u32(const gguf::File& f, const std::string& key, uint64_t fallback,
   return static_cast<uint32_t>(v);
 }
 
-void load_tokenizer(const gguf::File& f, TokenizerData& tok) {
-  const std::string model = f.get_string("tokenizer.ggml.model", "");
-  if (model.empty() || model == "none") {
-    tok.kind = TokenizerKind::None;
-  } else if (model == "llama") {
-    tok.kind = TokenizerKind::SentencePiece;
-  } else if (model == "gpt2") {
-    tok.kind = TokenizerKind::BytePairEncoding;
-  } else if (model == "bert") {
-    tok.kind = TokenizerKind::WordPiece;
-  } else if (model == "t5") {
-    tok.kind = TokenizerKind::Unigram;
-  } else {
-    fail(ErrorCode::Unsupported, "{}: tokenizer model '{}' is not supported (expected llama, gpt2, bert or t5)",
-         f.path(), model);
-  }
-  tok.pre = f.get_string("tokenizer.ggml.pre", "default");
-  tok.tokens = f.get_strings("tokenizer.ggml.tokens");
-  const auto scores = f.get_numbers("tokenizer.ggml.scores");
-  for (size_t i = 0; i < scores.size(); ++i) {
-    const double s = scores[i];
-    if (!(std::fabs(s) <= std::numeric_limits<float>::max())) {  // also catches NaN
-      fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.scores[{}] is {} (expected a finite float)", f.path(), i, s);
-    }
-    tok.scores.push_back(static_cast<float>(s));
-  }
-  const auto types = f.get_numbers("tokenizer.ggml.token_type");
-  for (size_t i = 0; i < types.size(); ++i) {
-    const double t = types[i];
-    if (!(t >= 0 && t <= 64 && t == std::floor(t))) {
-      fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.token_type[{}] is {} (expected a small non-negative integer)",
-           f.path(), i, t);
-    }
-    tok.token_types.push_back(static_cast<int32_t>(t));
-  }
-  tok.merges = f.get_strings("tokenizer.ggml.merges");
-  const size_t n = tok.tokens.size();
-  if (!tok.scores.empty() && tok.scores.size() != n) {
-    fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.scores has {} entries but there are {} tokens", f.path(),
-         tok.scores.size(), n);
-  }
-  if (!tok.token_types.empty() && tok.token_types.size() != n) {
-    fail(ErrorCode::InvalidFile, "{}: tokenizer.ggml.token_type has {} entries but there are {} tokens", f.path(),
-         tok.token_types.size(), n);
-  }
-  auto id = [&](const char* key) -> int32_t {
-    if (!f.has(key)) return -1;
-    const uint64_t v = f.get_uint(key, 0);
-    if (v >= n) fail(ErrorCode::InvalidFile, "{}: {} is {} but the vocabulary has {} tokens", f.path(), key, v, n);
-    return static_cast<int32_t>(v);
-  };
-  tok.bos_id = id("tokenizer.ggml.bos_token_id");
-  tok.eos_id = id("tokenizer.ggml.eos_token_id");
-  tok.unk_id = id("tokenizer.ggml.unknown_token_id");
-  tok.pad_id = id("tokenizer.ggml.padding_token_id");
-  tok.sep_id = id("tokenizer.ggml.seperator_token_id");  // sic: the key llama.cpp writes
-  tok.cls_id = id("tokenizer.ggml.cls_token_id");
-  // llama.cpp's defaults when the flags are absent: SentencePiece and BPE add BOS, WordPiece adds CLS/SEP.
-  tok.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", tok.kind != TokenizerKind::None);
-  tok.add_eos = f.get_bool("tokenizer.ggml.add_eos_token", tok.kind == TokenizerKind::WordPiece);
-  tok.chat_template = f.get_string("tokenizer.chat_template", "");
-}
-
 }  // namespace
 
 Model load_gguf_model(const std::string& path) {
@@ -112,7 +49,7 @@ Model load_gguf_model(const std::string& path) {
     fail(ErrorCode::Unsupported, "{}: architecture '{}' is not supported (supported: llama, mistral, qwen2, qwen3, bert)",
          path, a);
   }
-  load_tokenizer(f, m.tokenizer);
+  m.tokenizer = read_gguf_tokenizer(f);
 
   const bool has_weights = !f.tensors().empty();
   c.n_layer = get_u32(f, a + ".block_count", 0, has_weights);

@@ -2,6 +2,7 @@
 // Tensor names are mapped onto the canonical GGUF-style names; rope style is NeoX because
 // Hugging Face checkpoints keep q/k unpermuted.
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <regex>
@@ -119,7 +120,19 @@ void load_hf_tokenizer(const fs::path& dir, TokenizerData& tok) {
   if (!fs::exists(tj, ec)) return;
   const json j = read_json(tj);
   const std::string file = tj.string();
-  if (!j.contains("model") || !j["model"].is_object()) fail(ErrorCode::InvalidFile, "{}: no \"model\" object", file);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
+    fail(ErrorCode::InvalidFile, "{}: no \"model\" object", file);
+  }
+  auto str_of = [&](const json& v, const char* what) -> std::string {
+    if (!v.is_string()) fail(ErrorCode::InvalidFile, "{}: {} is {} (expected a string)", file, what, v.type_name());
+    return v.get<std::string>();
+  };
+  auto flag = [&](const json& obj, const char* key, bool fallback) {
+    return get_or<bool>(obj, key, fallback, file);
+  };
+  auto refuse = [&](std::string why) {
+    if (tok.unsupported.empty()) tok.unsupported = file + ": " + why;
+  };
   const json& model = j["model"];
   const std::string type = get_or<std::string>(model, "type", "", file);
   std::map<uint64_t, std::string> by_id;
@@ -131,17 +144,31 @@ void load_hf_tokenizer(const fs::path& dir, TokenizerData& tok) {
       by_id[id.get<uint64_t>()] = piece;
     }
     if (auto m = model.find("merges"); m != model.end() && m->is_array()) {
+      tok.merges.reserve(m->size());
       for (const auto& merge : *m) {
         if (merge.is_string()) tok.merges.push_back(merge.get<std::string>());
-        else if (merge.is_array() && merge.size() == 2) tok.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
+        else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string())
+          tok.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
         else fail(ErrorCode::InvalidFile, "{}: a merge is neither \"a b\" nor [a, b]", file);
       }
+    }
+    if (type == "BPE") {
+      if (auto it = model.find("ignore_merges"); it != model.end() && !it->is_null()) tok.ignore_merges = flag(model, "ignore_merges", false);
+      tok.byte_fallback = flag(model, "byte_fallback", false);
+      if (!get_or<std::string>(model, "continuing_subword_prefix", "", file).empty() ||
+          !get_or<std::string>(model, "end_of_word_suffix", "", file).empty()) {
+        refuse("BPE with continuing_subword_prefix / end_of_word_suffix is not supported");
+      }
+    } else {
+      refuse("WordPiece from tokenizer.json is not supported (its GGUF conversion is)");
     }
   } else if (type == "Unigram") {
     tok.kind = TokenizerKind::Unigram;
     uint64_t i = 0;
     for (const auto& entry : model.value("vocab", json::array())) {
-      if (!entry.is_array() || entry.size() != 2) fail(ErrorCode::InvalidFile, "{}: Unigram vocab entry {} malformed", file, i);
+      if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_number()) {
+        fail(ErrorCode::InvalidFile, "{}: Unigram vocab entry {} malformed", file, i);
+      }
       by_id[i++] = entry[0].get<std::string>();
       tok.scores.push_back(entry[1].get<float>());
     }
@@ -149,33 +176,121 @@ void load_hf_tokenizer(const fs::path& dir, TokenizerData& tok) {
     fail(ErrorCode::Unsupported, "{}: tokenizer model type '{}' is not supported (BPE, WordPiece, Unigram)", file, type);
   }
   for (const auto& added : j.value("added_tokens", json::array())) {
-    if (added.contains("id") && added["id"].is_number_unsigned() && added.contains("content")) {
-      by_id[added["id"].get<uint64_t>()] = added["content"].get<std::string>();
+    if (!added.is_object() || !added.contains("id") || !added["id"].is_number_unsigned() || !added.contains("content")) {
+      fail(ErrorCode::InvalidFile, "{}: an added_tokens entry lacks an integer \"id\" or a \"content\"", file);
     }
+    const uint64_t id = added["id"].get<uint64_t>();
+    if (id > 10'000'000) fail(ErrorCode::InvalidFile, "{}: added token id {} is implausibly large", file, id);
+    by_id[id] = str_of(added["content"], "an added token's content");
+    TokenizerData::AddedToken a;
+    a.id = static_cast<int32_t>(id);
+    a.special = flag(added, "special", false);
+    a.lstrip = flag(added, "lstrip", false);
+    a.rstrip = flag(added, "rstrip", false);
+    a.single_word = flag(added, "single_word", false);
+    a.normalized = flag(added, "normalized", !a.special);
+    tok.added_tokens.push_back(a);
   }
   const uint64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
   if (n > 10'000'000) fail(ErrorCode::InvalidFile, "{}: token id {} is implausibly large", file, n - 1);
   tok.tokens.assign(n, "");
   for (auto& [id, piece] : by_id) tok.tokens[id] = std::move(piece);
+  auto id_of = [&](const std::string& text) -> int32_t {
+    for (size_t i = 0; i < tok.tokens.size(); ++i) {
+      if (tok.tokens[i] == text) return static_cast<int32_t>(i);
+    }
+    return -1;
+  };
+
+  // normalizer: none, or NFC (alone or as a one-element Sequence).
+  if (auto it = j.find("normalizer"); it != j.end() && !it->is_null()) {
+    const json* norm = &*it;
+    if (norm->is_object() && norm->value("type", "") == "Sequence" && norm->contains("normalizers") &&
+        (*norm)["normalizers"].is_array() && (*norm)["normalizers"].size() <= 1) {
+      norm = (*norm)["normalizers"].empty() ? nullptr : &(*norm)["normalizers"][0];
+    }
+    if (norm) {
+      tok.normalizer = norm->is_object() ? norm->value("type", "?") : "?";
+      if (tok.normalizer != "NFC") refuse(fmt::format("normalizer '{}' is not supported (NFC is)", tok.normalizer));
+    }
+  }
+  // pre_tokenizer: Split (regex or string, Isolated) and ByteLevel, alone or in a Sequence.
+  std::function<void(const json&)> pre_step = [&](const json& p) {
+    if (!p.is_object()) fail(ErrorCode::InvalidFile, "{}: a pre_tokenizer is not an object", file);
+    const std::string ptype = get_or<std::string>(p, "type", "", file);
+    if (ptype == "Sequence") {
+      const json& list = p.value("pretokenizers", json::array());
+      if (!list.is_array()) fail(ErrorCode::InvalidFile, "{}: pre_tokenizer Sequence without a list", file);
+      for (const auto& q : list) pre_step(q);
+    } else if (ptype == "ByteLevel") {
+      tok.byte_level = true;
+      tok.byte_level_prefix_space = flag(p, "add_prefix_space", false);
+      tok.byte_level_regex = flag(p, "use_regex", true);
+    } else if (ptype == "Split") {
+      const json& pat = p.value("pattern", json::object());
+      if (get_or<std::string>(p, "behavior", "", file) != "Isolated" || flag(p, "invert", false)) {
+        refuse("Split pre-tokenizers other than behavior Isolated, invert false are not supported");
+      }
+      if (pat.contains("Regex")) {
+        tok.split_regexes.push_back(str_of(pat["Regex"], "a Split pattern"));
+      } else if (pat.contains("String")) {
+        std::string escaped;
+        for (char c : str_of(pat["String"], "a Split pattern")) {
+          if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) escaped += '\\';
+          escaped += c;
+        }
+        tok.split_regexes.push_back(escaped);
+      } else {
+        fail(ErrorCode::InvalidFile, "{}: a Split pre-tokenizer has neither a Regex nor a String pattern", file);
+      }
+    } else {
+      refuse(fmt::format("pre-tokenizer '{}' is not supported (ByteLevel, Split and Sequence are)", ptype));
+    }
+  };
+  if (auto it = j.find("pre_tokenizer"); it != j.end() && !it->is_null()) pre_step(*it);
+  if (tok.kind == TokenizerKind::BytePairEncoding && !tok.byte_level) refuse("BPE without a ByteLevel pre-tokenizer is not supported");
+  // post_processor: TemplateProcessing says which special tokens wrap a single sequence.
+  if (auto it = j.find("post_processor"); it != j.end() && it->is_object() && it->value("type", "") == "TemplateProcessing") {
+    const json& single = it->value("single", json::array());
+    auto special_at = [&](size_t k) -> int32_t {
+      if (!single.is_array() || k >= single.size() || !single[k].is_object() || !single[k].contains("SpecialToken")) return -1;
+      const json& st = single[k]["SpecialToken"];
+      return st.is_object() && st.contains("id") ? id_of(str_of(st["id"], "a SpecialToken id")) : -1;
+    };
+    if (single.is_array() && !single.empty()) {
+      if (const int32_t b = special_at(0); b >= 0) {
+        tok.add_bos = true;
+        tok.bos_id = b;
+      }
+      if (const int32_t e = special_at(single.size() - 1); e >= 0 && single.size() > 1) {
+        tok.add_eos = true;
+        tok.eos_id = e;
+      }
+    }
+  }
 
   const fs::path tc = dir / "tokenizer_config.json";
   if (fs::exists(tc, ec)) {
     const json c = read_json(tc);
+    if (!c.is_object()) fail(ErrorCode::InvalidFile, "{}: not a JSON object", tc.string());
     auto special_id = [&](const char* key) -> int32_t {
       auto it = c.find(key);
       if (it == c.end() || it->is_null()) return -1;
-      const std::string text = it->is_object() ? it->value("content", "") : it->is_string() ? it->get<std::string>() : "";
-      for (size_t i = 0; i < tok.tokens.size(); ++i) {
-        if (tok.tokens[i] == text) return static_cast<int32_t>(i);
-      }
-      return -1;
+      const std::string text = it->is_object()   ? get_or<std::string>(*it, "content", "", tc.string())
+                               : it->is_string() ? it->get<std::string>()
+                                                 : "";
+      return id_of(text);
     };
-    tok.bos_id = special_id("bos_token");
-    tok.eos_id = special_id("eos_token");
-    tok.unk_id = special_id("unk_token");
-    tok.pad_id = special_id("pad_token");
-    tok.add_bos = c.value("add_bos_token", false);
-    tok.add_eos = c.value("add_eos_token", false);
+    for (auto [key, id] : {std::pair{"bos_token", &tok.bos_id}, {"eos_token", &tok.eos_id}, {"unk_token", &tok.unk_id},
+                           {"pad_token", &tok.pad_id}, {"sep_token", &tok.sep_id}, {"cls_token", &tok.cls_id},
+                           {"mask_token", &tok.mask_id}}) {
+      if (const int32_t v = special_id(key); v >= 0) *id = v;
+    }
+    tok.add_bos = get_or<bool>(c, "add_bos_token", tok.add_bos.value_or(false), tc.string());
+    tok.add_eos = get_or<bool>(c, "add_eos_token", tok.add_eos.value_or(false), tc.string());
+    if (auto it = c.find("clean_up_tokenization_spaces"); it != c.end() && !it->is_null()) {
+      tok.clean_spaces = get_or<bool>(c, "clean_up_tokenization_spaces", false, tc.string());
+    }
     if (auto t = c.find("chat_template"); t != c.end() && t->is_string()) tok.chat_template = t->get<std::string>();
   }
 }
@@ -183,6 +298,16 @@ void load_hf_tokenizer(const fs::path& dir, TokenizerData& tok) {
 Model load_hf_folder(const std::string& path);
 
 }  // namespace
+
+TokenizerData load_tokenizer_json(const std::string& path) {
+  std::error_code ec;
+  const fs::path p(path);
+  const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+  if (!fs::exists(dir / "tokenizer.json", ec)) fail(ErrorCode::NotFound, "no tokenizer.json at '{}'", path);
+  TokenizerData tok;
+  load_hf_tokenizer(dir, tok);
+  return tok;
+}
 
 Model load_safetensors_model(const std::string& path) {
   // Configs are untrusted: a value of an unexpected JSON type anywhere is a bad file, not a crash.

@@ -46,7 +46,7 @@ struct TokenizerData {
   std::vector<int32_t> token_types;  // GGUF token types (1 normal, 2 unknown, 3 control, 6 byte...)
   std::vector<std::string> merges;   // BPE, "a b" per merge in rank order
   int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1, sep_id = -1, cls_id = -1;
-  bool add_bos = false, add_eos = false;
+  std::optional<bool> add_bos, add_eos;  // as the file says; unset: the family's default (see Tokenizer)
   std::string chat_template;
 
   // What else the file says, where it says it; unset optionals mean "the family's default" (llama.cpp's
@@ -73,6 +73,7 @@ struct TokenizerData {
   std::optional<bool> ignore_merges;       // BPE: a word that is a token skips the merges
   bool byte_fallback = false;              // BPE: unknown pieces become <0xXX> tokens
   std::optional<bool> clean_spaces;        // decode: clean_up_tokenization_spaces
+  std::string unsupported;  // why Tokenizer::create must refuse this tokenizer.json ("" when it can run it)
 };
 
 struct ModelConfig {
@@ -139,6 +140,18 @@ struct Model {
 Model load_model(const std::string& path);
 Model load_gguf_model(const std::string& path);
 Model load_safetensors_model(const std::string& path);
+// A Hugging Face tokenizer.json (a file, or a folder holding one), with tokenizer_config.json beside it
+// when present. Throws vireo::Error.
+TokenizerData load_tokenizer_json(const std::string& path);
+
+namespace gguf {
+class File;
+}
+// The tokenizer of a GGUF file (any architecture, vocab-only files too).
+TokenizerData read_gguf_tokenizer(const gguf::File& file);
+TokenizerData load_gguf_tokenizer(const std::string& path);
+// The tokenizer of any model path: a GGUF file, or a folder / tokenizer.json file.
+TokenizerData load_tokenizer(const std::string& path);
 
 // Fills derived fields and checks the config against the weights: every tensor the family needs
 // is present with the expected shape. Shared by all loaders.
