@@ -13,5 +13,6 @@ Runner add_info(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
+Runner add_template(CLI::App& app);
 
 }  // namespace vireo::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add(vireo::cli::add_synth);
   add(vireo::cli::add_tokenize);
   add(vireo::cli::add_detokenize);
+  add(vireo::cli::add_template);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,62 @@
+// The vireo command end to end: tokenize, detokenize and template on real shared files.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "reference_engine.h"
+#include "test_util.h"
+
+namespace vireo {
+namespace {
+
+std::pair<int, std::string> run_vireo(const std::string& args) {
+  const std::string cmd = std::string(VIREO_BINARY_PATH) + " " + args + " 2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
+  VIREO_REQUIRE_SHARED(vocab, "vocab/ggml-vocab-llama-bpe.gguf");
+  const auto [status, out] = run_vireo("tokenize --json " + test::shell_quote(vocab) + " 'Hello world'");
+  ASSERT_EQ(status, 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["ids"], nlohmann::json({128000, 9906, 1917}));  // BOS, "Hello", " world"
+  const auto [s2, text] = run_vireo("detokenize --remove-special " + test::shell_quote(vocab) + " 128000,9906,1917");
+  ASSERT_EQ(s2, 0) << text;
+  EXPECT_EQ(text, "Hello world\n");
+  const auto [s3, bad] = run_vireo("detokenize " + test::shell_quote(vocab) + " 9999999");
+  EXPECT_EQ(s3, 1);
+  EXPECT_NE(bad.find("not a token id"), std::string::npos) << bad;
+}
+
+TEST(Cli, TemplateRendersAConversation) {
+  VIREO_REQUIRE_SHARED(vocab, "vocab/ggml-vocab-qwen2.gguf");
+  VIREO_REQUIRE_SHARED(tmpl, "templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+  test::TempDir dir;
+  std::FILE* f = std::fopen(dir.file("m.json").c_str(), "w");
+  std::fputs(R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])", f);
+  std::fclose(f);
+  const auto [status, out] = run_vireo("template " + test::shell_quote(vocab) + " --messages " + dir.file("m.json") +
+                                       " --chat-template-file " + test::shell_quote(tmpl));
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(Cli, EveryCommandHasHelp) {
+  for (const char* cmd : {"info", "synth", "tokenize", "detokenize", "template"}) {
+    const auto [status, out] = run_vireo(std::string(cmd) + " --help");
+    EXPECT_EQ(status, 0) << cmd << ": " << out;
+    EXPECT_NE(out.find("Usage"), std::string::npos) << cmd;
+  }
+}
+
+}  // namespace
+}  // namespace vireo
