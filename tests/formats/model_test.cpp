@@ -17,17 +17,7 @@
 namespace vireo {
 namespace {
 
-// Runs the vireo binary; returns (exit status, stdout).
-std::pair<int, std::string> run_vireo(const std::string& args) {
-  const std::string cmd = std::string(VIREO_BINARY_PATH) + " " + args + " 2>&1";
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
+using test::run_vireo;
 
 TEST(ModelLoad, Stories260KConfig) {
   VIREO_REQUIRE_SHARED(path, "models/stories260K.gguf");
