@@ -893,15 +893,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool remove_special,
     ids = ids.subspan(1);
   }
   if (remove_special && t.add_eos && !ids.empty() && ids.back() == t.eos) ids = ids.subspan(0, ids.size() - 1);
-  std::string out;
-  for (int32_t id : ids) {
-    std::string piece = token_to_piece(id, unparse_special);
-    if (remove_space && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
-    remove_space = false;
-    out += piece;
-  }
-  if (t.clean_spaces) clean_up_spaces(out);
-  return out;
+  // A removed BOS keeps the SentencePiece leading space, as llama.cpp does.
+  return decode_window(ids, remove_space, unparse_special);
 }
 
 int32_t Tokenizer::n_vocab() const { return impl_->n_vocab; }
