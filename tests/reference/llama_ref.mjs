@@ -1,12 +1,20 @@
 #!/usr/bin/env node
 // Reference driver around llama.cpp (node-llama-cpp 3.22.1, CPU build) for vireo's tests.
 //
-//   node llama_ref.mjs generate    MODEL --prompt TEXT --n N [--special] [--no-bos]
+//   node llama_ref.mjs generate    MODEL (--prompt TEXT | --prompt-ids 1,2,3) --n N [--special] [--no-bos]
 //                                        [--ignore-eog] [--ctx N] [--threads N (default 1)] [--timings]
+//   node llama_ref.mjs logits      MODEL --ids 1,2,3 [--top K] [--full] [--ctx N] [--threads N]
+//        teacher-forced: evaluates the ids in one sequence and, after each of them, reports the raw
+//        next-token logits: the K largest ("top": [[id, logit], ...], default 8) and with --full all
+//        of them by id ("logits": [...], rounded to 6 significant digits).
+//   node llama_ref.mjs bench       MODEL [--pp 128] [--tg 32] [--reps 3] [--threads N]
+//        speed as llama-bench measures it: prefill of pp tokens (pp tok/s), then tg tokens decoded
+//        one at a time (tg tok/s); median and all runs, each run from an empty KV cache.
 //   node llama_ref.mjs tokenize    MODEL (--text TEXT | --file F.json | --ggml-inp F.inp)
 //                                        [--special] [--add-special]
 //   node llama_ref.mjs info        MODEL [--vocab-only]
-//   node llama_ref.mjs embed       MODEL --text TEXT
+//   node llama_ref.mjs embed       MODEL (--text TEXT | --ids 1,2,3)
+//        the pooled embedding; "ids" are the tokens evaluated (after the model's added BOS/EOS).
 //   node llama_ref.mjs check-vocab VOCAB.gguf [--inp F.inp] [--out F.out]
 //
 // Prints exactly one JSON object on stdout. On failure: {"error": "..."} on stdout, exit code 1.
@@ -15,10 +23,10 @@
 import fs from "node:fs";
 import path from "node:path";
 
-const USAGE = "usage: node llama_ref.mjs <generate|tokenize|info|embed|check-vocab> <model.gguf> [options]";
+const USAGE = "usage: node llama_ref.mjs <generate|logits|bench|tokenize|info|embed|check-vocab> <model.gguf> [options]";
 
 // flags that take no value; every other --option takes the next argument as its value
-const BOOLEAN_FLAGS = new Set(["special", "add-special", "no-bos", "ignore-eog", "timings", "vocab-only"]);
+const BOOLEAN_FLAGS = new Set(["special", "add-special", "no-bos", "ignore-eog", "timings", "vocab-only", "full"]);
 
 function parseArgs(argv) {
     const positional = [];
@@ -49,6 +57,17 @@ function intOpt(opts, name, def) {
     const v = Number(opts[name]);
     if (!Number.isInteger(v) || v < 0) throw new Error(`--${name} must be a non-negative integer, got ${JSON.stringify(opts[name])}`);
     return v;
+}
+
+// "1,2,3" -> [1, 2, 3]
+function idsOpt(opts, name) {
+    const raw = String(opts[name]).trim();
+    if (raw === "") return [];
+    return raw.split(",").map((x) => {
+        const v = Number(x.trim());
+        if (!Number.isInteger(v) || v < 0) throw new Error(`--${name}: ${JSON.stringify(x)} is not a token id`);
+        return v;
+    });
 }
 
 function checkKnown(opts, allowed) {
@@ -136,8 +155,9 @@ function tokenizeText(model, text, parseSpecial, addSpecial) {
 }
 
 async function cmdGenerate(llama, modelPath, opts) {
-    checkKnown(opts, ["prompt", "n", "special", "no-bos", "ignore-eog", "ctx", "threads", "timings"]);
-    if (opts.prompt === undefined) throw new Error("generate needs --prompt TEXT");
+    checkKnown(opts, ["prompt", "prompt-ids", "n", "special", "no-bos", "ignore-eog", "ctx", "threads", "timings"]);
+    if ((opts.prompt === undefined) === (opts["prompt-ids"] === undefined))
+        throw new Error("generate needs exactly one of --prompt TEXT, --prompt-ids 1,2,3");
     const n = intOpt(opts, "n", 32);
     const t0 = performance.now();
     const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
@@ -145,8 +165,10 @@ async function cmdGenerate(llama, modelPath, opts) {
 
     // Prompt: the model's defaults for BOS (add_bos), prompt text without parsing special tokens
     // unless --special; no chat template.
-    const promptTokens = Array.from(model.tokenize(opts.prompt, opts.special === true));
-    const addBos = opts["no-bos"] !== true && model.tokens.shouldPrependBosToken && model.tokens.bos != null;
+    // --prompt-ids are used as given (no BOS added).
+    const fromIds = opts["prompt-ids"] !== undefined;
+    const promptTokens = fromIds ? idsOpt(opts, "prompt-ids") : Array.from(model.tokenize(opts.prompt, opts.special === true));
+    const addBos = !fromIds && opts["no-bos"] !== true && model.tokens.shouldPrependBosToken && model.tokens.bos != null;
     if (addBos) promptTokens.unshift(model.tokens.bos);
     if (promptTokens.length === 0) throw new Error("empty prompt (no tokens)");
 
@@ -199,6 +221,90 @@ async function cmdGenerate(llama, modelPath, opts) {
     await context.dispose();
     await model.dispose();
     return out;
+}
+
+// Teacher-forced next-token logits after every input id. The greedy sampler (temperature 0) leaves
+// the candidate logits untouched, so these are llama.cpp's raw logits.
+async function cmdLogits(llama, modelPath, opts) {
+    checkKnown(opts, ["ids", "top", "full", "ctx", "threads"]);
+    if (opts.ids === undefined) throw new Error("logits needs --ids 1,2,3");
+    const ids = idsOpt(opts, "ids");
+    if (ids.length === 0) throw new Error("logits needs at least one id");
+    const top = intOpt(opts, "top", 8);
+    const full = opts.full === true;
+    const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    const vocab = nVocab(model);
+    for (const id of ids)
+        if (vocab != null && id >= vocab) throw new Error(`id ${id} is outside the vocabulary of ${vocab}`);
+    const ctxSize = intOpt(opts, "ctx", Math.min(model.trainContextSize, Math.max(512, ids.length)));
+    if (ids.length > ctxSize) throw new Error(`${ids.length} ids exceed context size ${ctxSize}`);
+    const contextOptions = { contextSize: ctxSize, sequences: 1, batchSize: Math.min(ids.length, 512) };
+    const threads = intOpt(opts, "threads", 1);
+    if (threads > 0) contextOptions.threads = threads;
+    const context = await model.createContext(contextOptions);
+    const sequence = context.getSequence();
+    const input = ids.map((id) => [id, { generateNext: { logits: true, options: { temperature: 0 } } }]);
+    const results = await sequence.controlledEvaluate(input);
+    const positions = results.map((r, i) => {
+        const logits = r?.next?.logits;
+        if (logits == null) throw new Error(`no logits after input ${i}`);
+        const entries = Array.from(logits.entries());  // sorted by logit, highest first
+        const pos = { top: entries.slice(0, top).map(([t, v]) => [t, v]) };
+        if (full) {
+            const n = vocab ?? entries.length;
+            const byId = new Array(n).fill(null);
+            for (const [t, v] of entries) byId[t] = Number(v.toPrecision(6));
+            pos.logits = byId;
+        }
+        return pos;
+    });
+    await context.dispose();
+    await model.dispose();
+    return { n_vocab: vocab, ids, positions };
+}
+
+async function cmdBench(llama, modelPath, opts) {
+    checkKnown(opts, ["pp", "tg", "reps", "threads"]);
+    const pp = intOpt(opts, "pp", 128), tg = intOpt(opts, "tg", 32), reps = Math.max(1, intOpt(opts, "reps", 3));
+    const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    const vocab = nVocab(model) ?? 256;
+    const contextOptions = { contextSize: Math.max(512, pp + tg + 8), sequences: 1, batchSize: Math.max(pp, 1) };
+    const threads = intOpt(opts, "threads", 1);
+    if (threads > 0) contextOptions.threads = threads;
+    const context = await model.createContext(contextOptions);
+    // Deterministic pseudo-random ids away from the special tokens at the ends of the vocabulary.
+    const ids = Array.from({ length: pp }, (_, i) => 3 + ((i * 7919) % Math.max(1, Math.min(vocab, 32000) - 3)));
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const ppRuns = [], tgRuns = [];
+    const sequence = context.getSequence();
+    for (let r = 0; r <= reps; r++) {  // run 0 is a warm-up
+        await sequence.clearHistory();
+        let t0 = performance.now();
+        if (pp > 0) {
+            const input = ids.map((id, i) => (i === pp - 1 ? [id, { generateNext: { token: true, options: { temperature: 0 } } }] : id));
+            await sequence.controlledEvaluate(input);
+        }
+        const ppMs = performance.now() - t0;
+        let last = ids[pp - 1] ?? 1;
+        t0 = performance.now();
+        for (let i = 0; i < tg; i++) {
+            const res = await sequence.controlledEvaluate([[last, { generateNext: { token: true, options: { temperature: 0 } } }]]);
+            last = res[0]?.next?.token ?? 1;
+        }
+        const tgMs = performance.now() - t0;
+        if (r === 0) continue;
+        if (pp > 0) ppRuns.push(pp / (ppMs / 1000));
+        if (tg > 0) tgRuns.push(tg / (tgMs / 1000));
+    }
+    await context.dispose();
+    await model.dispose();
+    const round = (x) => +x.toFixed(2);
+    return {
+        pp, tg, threads: context.threads ?? threads,
+        pp_tokens_per_s: ppRuns.length ? round(median(ppRuns)) : null,
+        tg_tokens_per_s: tgRuns.length ? round(median(tgRuns)) : null,
+        pp_runs: ppRuns.map(round), tg_runs: tgRuns.map(round)
+    };
 }
 
 async function cmdTokenize(llama, modelPath, opts) {
@@ -254,15 +360,25 @@ async function cmdInfo(llama, modelPath, opts) {
 
 // Embedding of one text (encoder models such as BERT, with the model's own pooling).
 async function cmdEmbed(llama, modelPath, opts) {
-    checkKnown(opts, ["text", "threads"]);
-    if (opts.text === undefined) throw new Error("embed needs --text");
+    checkKnown(opts, ["text", "ids", "threads"]);
+    if ((opts.text === undefined) === (opts.ids === undefined)) throw new Error("embed needs exactly one of --text TEXT, --ids 1,2,3");
     const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
     const ctx = await model.createEmbeddingContext({ contextSize: Math.min(model.trainContextSize, 512), threads: intOpt(opts, "threads", 1) });
-    const embedding = await ctx.getEmbeddingFor(opts.text);
+    let input = opts.text;
+    let ids = null;
+    if (opts.ids !== undefined) {
+        input = idsOpt(opts, "ids");
+        // The tokens llama.cpp will evaluate: node-llama-cpp adds the vocabulary's BOS/EOS (in place).
+        ids = [...input];
+        ctx._prepareInput(ids);
+    }
+    const embedding = await ctx.getEmbeddingFor(input);
     const vector = Array.from(embedding.vector);
     await ctx.dispose();
     await model.dispose();
-    return { n: vector.length, finite: vector.every(Number.isFinite), embedding: vector };
+    const out = { n: vector.length, finite: vector.every(Number.isFinite), embedding: vector };
+    if (ids !== null) out.ids = ids;
+    return out;
 }
 
 async function cmdCheckVocab(llama, modelPath, opts) {
@@ -287,7 +403,7 @@ async function cmdCheckVocab(llama, modelPath, opts) {
 async function main() {
     const { positional, opts } = parseArgs(process.argv.slice(2));
     const cmd = positional[0];
-    const commands = { generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, embed: cmdEmbed, "check-vocab": cmdCheckVocab };
+    const commands = { generate: cmdGenerate, logits: cmdLogits, bench: cmdBench, tokenize: cmdTokenize, info: cmdInfo, embed: cmdEmbed, "check-vocab": cmdCheckVocab };
     if (!(cmd in commands)) throw new Error(cmd === undefined ? USAGE : `unknown command ${JSON.stringify(cmd)}; ${USAGE}`);
     const modelPath = modelPathOf(positional);
     const llama = await loadLlama(opts);

@@ -1,0 +1,182 @@
+// The Backend interface: the one surface models are written against. A backend owns the memory
+// activations live in (host memory for the CPU, device memory for CUDA), prepares each weight
+// once at load into whatever layout its kernels like best (values exactly preserved), and runs
+// the ops below. Ops are enqueued in call order; `download` (and `synchronize`) wait for them.
+//
+// Shapes: every activation is a 2-D row-major Buffer [rows, cols]; one row per token unless noted.
+// A Weight is [rows, cols] as in the file (a linear layer is [n_out, n_in]); vectors are [1, n].
+//
+// A backend that lacks an op inherits the default, which throws vireo::Error (Unsupported)
+// naming the op and the backend, so a model fails at its first step with a clear message.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vireo/core/dtype.h"
+#include "vireo/core/error.h"
+#include "vireo/formats/model.h"
+
+namespace vireo {
+
+// A 2-D view of backend memory. Copies share the allocation (a shared_ptr keeps it alive); views
+// of rows or reshapes of a contiguous buffer share it too. Code outside the backend must not
+// dereference data(): on a GPU it is a device address.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(std::shared_ptr<void> storage, void* data, DType type, int64_t rows, int64_t cols, int64_t stride)
+      : storage_(std::move(storage)), data_(data), type_(type), rows_(rows), cols_(cols), stride_(stride) {}
+
+  bool empty() const { return data_ == nullptr; }
+  DType type() const { return type_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int64_t stride() const { return stride_; }  // elements from one row's start to the next
+  bool contiguous() const { return stride_ == cols_; }
+  size_t element_size() const { return dtype_traits(type_)->block_bytes; }
+  void* data() const { return data_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(data_); }
+  template <typename T>
+  T* row(int64_t r) const { return static_cast<T*>(data_) + r * stride_; }
+
+  // Rows [begin, begin + count) of this buffer.
+  Buffer rows_view(int64_t begin, int64_t count) const {
+    VIREO_CHECK(begin >= 0 && count >= 0 && begin + count <= rows_);
+    return Buffer(storage_, static_cast<char*>(data_) + begin * stride_ * static_cast<int64_t>(element_size()),
+                  type_, count, cols_, stride_);
+  }
+  // The same elements as [rows, cols]; the buffer must be contiguous.
+  Buffer reshaped(int64_t rows, int64_t cols) const {
+    VIREO_CHECK(contiguous() && rows * cols == rows_ * cols_);
+    return Buffer(storage_, data_, type_, rows, cols, cols);
+  }
+
+ private:
+  std::shared_ptr<void> storage_;
+  void* data_ = nullptr;
+  DType type_ = DType::F32;
+  int64_t rows_ = 0, cols_ = 0, stride_ = 0;
+};
+
+// A weight prepared by a backend. Backends subclass it with their own storage.
+class Weight {
+ public:
+  virtual ~Weight() = default;
+  std::string name;
+  DType type = DType::F32;  // the file's type (the backend may store it repacked)
+  int64_t rows = 0, cols = 0;
+};
+using WeightPtr = std::shared_ptr<const Weight>;
+
+// How a weight will be used, so the backend can choose its layout.
+enum class WeightUse {
+  Matmul,  // the right operand of matmul (a linear layer, the output head)
+  Rows,    // a table read by get_rows (token / position embeddings)
+  Vector,  // a norm weight or a bias: [1, n] F32
+};
+
+struct RopeParams {
+  RopeStyle style = RopeStyle::Normal;
+  float theta = 10000.0f;
+  int n_dims = 0;                    // rotated dimensions per head (the rest pass through)
+  std::vector<float> freq_factors;   // n_dims/2 divisors of each frequency (llama3 scaling), or empty
+  float freq_scale = 1.0f;           // linear scaling: positions are multiplied by this
+};
+
+struct AttentionParams {
+  int n_head = 0;
+  int n_head_kv = 0;  // query head h reads KV head h / (n_head / n_head_kv)
+  int head_dim = 0;
+  float scale = 0.0f;  // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----
+  virtual Buffer alloc(DType type, int64_t rows, int64_t cols) = 0;  // contents undefined
+  // Copies host data (rows*cols elements of the buffer's type, row-major) into / out of `buf`.
+  virtual void upload(const Buffer& buf, const void* host) = 0;
+  virtual void download(const Buffer& buf, void* host) = 0;
+  virtual void synchronize() {}
+
+  // ---- weights ----
+  // Prepares a weight once, at load. The tensor's data must stay valid for the weight's life
+  // (the model keeps its file mapped); a backend may also copy it.
+  virtual WeightPtr prepare(const Tensor& tensor, WeightUse use) = 0;
+
+  // ---- ops ---- (F32 activations unless noted; `out` may alias an input of an elementwise op)
+
+  // out[i, :] = table[ids[i], :] as F32. ids: I32 [n, 1]; out: [n, table.cols].
+  virtual void get_rows(const Weight& table, const Buffer& ids, const Buffer& out) { missing("get_rows"); }
+  // out[i, :] = src[ids[i], :]. ids: I32 [n, 1]; out: [n, src.cols].
+  virtual void gather_rows(const Buffer& src, const Buffer& ids, const Buffer& out) { missing("gather_rows"); }
+  // out[n, w.rows] = x[n, w.cols] · wᵀ, for any weight type the backend prepared for Matmul.
+  virtual void matmul(const Buffer& x, const Weight& w, const Buffer& out) { missing("matmul"); }
+  // Several weights applied to the same input (q/k/v, gate/up): one pass over x.
+  virtual void matmul_multi(const Buffer& x, std::span<const Weight* const> ws, std::span<const Buffer> outs) {
+    for (size_t i = 0; i < ws.size(); ++i) matmul(x, *ws[i], outs[i]);
+  }
+  // x[i, :] += bias (a [1, x.cols] vector), in place.
+  virtual void add_bias(const Buffer& x, const Weight& bias) { missing("add_bias"); }
+  // out = x / rms(x) * weight, per row. x [n, d]; weight [1, d].
+  virtual void rms_norm(const Buffer& x, const Weight& weight, float eps, const Buffer& out) { missing("rms_norm"); }
+  // out = (x - mean) / sqrt(var + eps) * weight + bias, per row.
+  virtual void layer_norm(const Buffer& x, const Weight& weight, const Weight& bias, float eps, const Buffer& out) {
+    missing("layer_norm");
+  }
+  virtual void add(const Buffer& a, const Buffer& b, const Buffer& out) { missing("add"); }
+  virtual void mul(const Buffer& a, const Buffer& b, const Buffer& out) { missing("mul"); }
+  // out = silu(gate) * up (SwiGLU).
+  virtual void silu_mul(const Buffer& gate, const Buffer& up, const Buffer& out) { missing("silu_mul"); }
+  // GELU, tanh approximation (as llama.cpp's ggml_gelu).
+  virtual void gelu(const Buffer& x, const Buffer& out) { missing("gelu"); }
+  // Rotary embedding in place. x [n, n_heads*head_dim]; positions I32 [n, 1].
+  virtual void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, const RopeParams& p) {
+    missing("rope");
+  }
+  // Writes k and v ([n, n_head_kv*head_dim] F32) into rows cells[i] of the caches (F16 or F32,
+  // [n_cells, n_head_kv*head_dim]). cells: I32 [n, 1].
+  virtual void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache,
+                        const Buffer& v_cache) {
+    missing("kv_write");
+  }
+  // Scaled dot-product attention. Query row i attends to K/V rows [begin_i, begin_i + count_i),
+  // given by ranges (I32 [n, 2]: begin, count); causality is expressed by the ranges.
+  // q and out: [n, n_head*head_dim] F32; k, v: [cells, n_head_kv*head_dim] F16 or F32.
+  virtual void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges,
+                         const AttentionParams& p, const Buffer& out) {
+    missing("attention");
+  }
+  // Row-wise softmax.
+  virtual void softmax(const Buffer& x, const Buffer& out) { missing("softmax"); }
+  // out (I32 [n, 1]) = index of each row's largest value (the first one on ties).
+  virtual void argmax(const Buffer& x, const Buffer& out) { missing("argmax"); }
+  // Mean of the rows of each sequence: ranges I32 [n_seq, 2] (begin, count) -> out [n_seq, d].
+  virtual void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) { missing("mean_rows"); }
+  // out = x / max(||x||, eps), per row.
+  virtual void l2_normalize(const Buffer& x, const Buffer& out) { missing("l2_normalize"); }
+
+ protected:
+  [[noreturn]] void missing(const char* op) const {
+    fail(ErrorCode::Unsupported, "op '{}' is not implemented by the {} backend", op, name());
+  }
+};
+
+struct CpuBackendOptions {
+  unsigned n_threads = 0;  // 0: one per core
+  // Caps the kernels' instruction set: "scalar" (portable C++), "avx2", "avx512" (AVX-512 +
+  // VNNI), "amx" (AVX-512 plus AMX tiles for batches of 16+ tokens); "" picks the best the CPU
+  // and OS support.
+  std::string isa;
+};
+
+std::unique_ptr<Backend> create_cpu_backend(const CpuBackendOptions& options = {});
+
+}  // namespace vireo
