@@ -14,5 +14,9 @@ Runner add_synth(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_template(CLI::App& app);
+Runner add_run(CLI::App& app);
+Runner add_score(CLI::App& app);
+Runner add_embed(CLI::App& app);
+Runner add_quantize(CLI::App& app);
 
 }  // namespace vireo::cli

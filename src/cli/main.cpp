@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   add(vireo::cli::add_tokenize);
   add(vireo::cli::add_detokenize);
   add(vireo::cli::add_template);
+  add(vireo::cli::add_run);
+  add(vireo::cli::add_score);
+  add(vireo::cli::add_embed);
+  add(vireo::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

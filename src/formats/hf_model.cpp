@@ -412,7 +412,8 @@ Model load_hf_folder(const std::string& path) {
     w.shape = t->shape;
     w.data = t->data;
     w.nbytes = t->nbytes();
-    const safetensors::TensorInfo* scales = st.find(stem + ".scales");
+    // A quantized module's .weight holds the packed levels; its .bias stays float.
+    const safetensors::TensorInfo* scales = t->name.ends_with(".weight") ? st.find(stem + ".scales") : nullptr;
     if (scales != nullptr && quant != nullptr) {
       const auto spec = mlx_quant_for(*quant, stem, cfile);
       if (!spec) fail(ErrorCode::InvalidFile, "'{}' has scales but the config says it is not quantized", t->name);
