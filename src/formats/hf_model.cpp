@@ -366,10 +366,16 @@ Model load_hf_folder(const std::string& path) {
   } else {
     c.rope.style = RopeStyle::NeoX;
     c.norm_eps = get_or<float>(cfg, "rms_norm_eps", 1e-6f, cfile);
-    c.rope.theta = get_or<float>(cfg, "rope_theta", 10000.0f, cfile);
+    // Older configs: rope_theta + rope_scaling; transformers 5 writes both into rope_parameters.
+    const auto params = cfg.find("rope_parameters");
+    const bool has_params = params != cfg.end() && params->is_object();
+    c.rope.theta = get_or<float>(cfg, "rope_theta", has_params ? get_or<float>(*params, "rope_theta", 10000.0f, cfile)
+                                                               : 10000.0f, cfile);
     c.rope.n_dims = c.head_dim;
-    if (auto rs = cfg.find("rope_scaling"); rs != cfg.end() && rs->is_object()) {
-      const std::string rfile = cfile + " rope_scaling";
+    auto rs = cfg.find("rope_scaling");
+    if ((rs == cfg.end() || !rs->is_object()) && has_params) rs = params;
+    if (rs != cfg.end() && rs->is_object()) {
+      const std::string rfile = cfile + (rs == params ? " rope_parameters" : " rope_scaling");
       const std::string type = get_or<std::string>(*rs, "rope_type", get_or<std::string>(*rs, "type", "", rfile), rfile);
       c.rope.factor = get_or<float>(*rs, "factor", 1.0f, rfile);
       c.rope.original_context = get_or<uint32_t>(*rs, "original_max_position_embeddings", 0u, rfile);

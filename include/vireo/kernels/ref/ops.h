@@ -3,7 +3,8 @@
 //
 // Matmul semantics (shared by every backend): the activations are first rounded to the weight
 // type's "dot type" (as llama.cpp's vec_dot_type): F32 weights use F32 activations, F16 -> F16,
-// BF16 -> BF16, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 -> Q8_0 blocks of 32, K-quants -> Q8_K blocks of 256.
+// BF16 -> F32 (llama.cpp rounds to BF16; widening is exact and no slower), Q4_0/Q4_1/Q5_0/
+// Q5_1/Q8_0 -> Q8_0 blocks of 32, K-quants -> Q8_K blocks of 256.
 // The product is then exact (integer sums) up to the float rounding of the final scaling, which
 // the reference does in double from the dequantized values.
 #pragma once
