@@ -12,20 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/models/language_model.h"
 #include "vireo/runtime/text_engine.h"
 
 namespace vireo::cli {
 namespace {
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::NotFound, "cannot read '{}'", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<int32_t> parse_ids(const std::string& list) {
   std::vector<int32_t> ids;
@@ -101,7 +94,7 @@ void print_speed(const Timings& t) {
 Runner add_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Generate text with a decoder model, streaming it as it comes");
   struct Opts {
-    std::string model, prompt, file, ids, system;
+    std::string model, prompt, file, ids, system, template_file;
     int32_t n_predict = 128;
     float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f, presence = 0, frequency = 0;
     int32_t top_k = 40, repeat_last_n = 64;
@@ -118,6 +111,7 @@ Runner add_run(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until the context is full)");
   cmd->add_flag("--chat", o->chat, "Chat with the model's template; interactive (one line per turn) after -p");
   cmd->add_option("--system", o->system, "System message for --chat");
+  cmd->add_option("--chat-template-file", o->template_file, "Use this Jinja chat template instead of the model's");
   cmd->add_option("--temp", o->temp, "Temperature; 0 is greedy")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Top-k (0: off)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "Top-p (1: off)")->capture_default_str();
@@ -140,6 +134,7 @@ Runner add_run(CLI::App& app) {
     if (o->chat && !o->ids.empty()) throw Error(ErrorCode::InvalidArgument, "--chat takes text, not --prompt-ids");
 
     TextEngine engine(o->model, o->engine.options());
+    if (!o->template_file.empty()) engine.set_chat_template(read_text_file(o->template_file));
     TextGenerateOptions go;
     go.gen.max_tokens = o->n_predict;
     go.gen.sampling.temperature = o->temp;
@@ -188,15 +183,15 @@ Runner add_run(CLI::App& app) {
     if (!o->system.empty()) messages.push_back({{"role", "system"}, {"content", o->system}});
     const bool interactive = isatty(STDIN_FILENO) != 0;
     nlohmann::json transcript = nlohmann::json::array();
-    std::string user = text;
-    for (bool first = true;; first = false) {
-      if (user.empty() || !first) {
-        if (!first || user.empty()) {
-          if (interactive) std::fprintf(stderr, "> ");
-          if (!std::getline(std::cin, user)) break;
-          if (user == "/exit" || user == "/quit") break;
-          if (user.empty()) continue;
-        }
+    std::string pending = text;  // the first turn, when -p / -f gave one
+    for (;;) {
+      std::string user;
+      if (!pending.empty()) {
+        user.swap(pending);
+      } else {
+        if (interactive) std::fprintf(stderr, "> ");
+        if (!std::getline(std::cin, user) || user == "/exit" || user == "/quit") break;
+        if (user.empty()) continue;
       }
       messages.push_back({{"role", "user"}, {"content", user}});
       const std::vector<int32_t> prompt = engine.tokenize(engine.render_chat(messages), /*add_special=*/false);
@@ -219,8 +214,6 @@ Runner add_run(CLI::App& app) {
         std::printf("\n");
         print_speed(r.timings);
       }
-      if (!o->prompt.empty() && !interactive && std::cin.peek() == EOF) break;
-      user.clear();
     }
     if (o->json) std::printf("%s\n", nlohmann::json{{"model", o->model}, {"turns", transcript}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;

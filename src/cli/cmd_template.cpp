@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/formats/model.h"
 #include "vireo/tokenizer/chat_template.h"
@@ -22,14 +23,6 @@ nlohmann::ordered_json read_json_file(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::InvalidArgument, "{}: not valid JSON: {}", path, e.what());
   }
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::NotFound, "cannot read '{}'", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/core/utf8.h"
 #include "vireo/formats/model.h"
@@ -15,14 +16,6 @@
 
 namespace vireo::cli {
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::NotFound, "cannot read '{}'", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // JSON strings must be valid UTF-8; a piece that is part of a character is shown as bytes.
 nlohmann::json piece_json(const std::string& piece) {
@@ -53,7 +46,7 @@ Runner add_tokenize(CLI::App& app) {
     if (o->file.empty() == o->text.empty() && !(o->file.empty() && o->text.empty())) {
       throw Error(ErrorCode::InvalidArgument, "give the text or --file, not both");
     }
-    const std::string text = o->file.empty() ? o->text : read_file(o->file);
+    const std::string text = o->file.empty() ? o->text : read_text_file(o->file);
     const auto tok = Tokenizer::create(load_tokenizer(o->model));
     const auto ids = tok->encode(text, !o->no_bos, !o->no_parse_special);
     if (o->json) {

@@ -18,5 +18,6 @@ Runner add_run(CLI::App& app);
 Runner add_score(CLI::App& app);
 Runner add_embed(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_bench(CLI::App& app);
 
 }  // namespace vireo::cli

@@ -3,8 +3,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
+
+#include "vireo/core/error.h"
 
 namespace vireo::cli {
 
@@ -41,6 +45,14 @@ void ProgressBar::update(size_t done, size_t total) {
 
 void ProgressBar::finish() {
   if (enabled_ && last_width_ >= 0) std::fprintf(stderr, "\n");
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::NotFound, "cannot read '{}'", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace vireo::cli

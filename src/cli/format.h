@@ -8,6 +8,9 @@ namespace vireo::cli {
 std::string human_bytes(uint64_t bytes);   // "4.58 GiB"
 std::string human_count(uint64_t n);       // "8.03B", "292.5K"
 
+// A whole file as bytes; a missing or unreadable file is a NotFound error naming it.
+std::string read_text_file(const std::string& path);
+
 // Draws "label [#####.....] 12/40" on stderr when it is a terminal; silent otherwise.
 class ProgressBar {
  public:

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   add(vireo::cli::add_score);
   add(vireo::cli::add_embed);
   add(vireo::cli::add_quantize);
+  add(vireo::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -86,6 +86,7 @@ Model load_gguf_model(const std::string& path) {
     w.shape.assign(t.ne.rbegin(), t.ne.rend());
     w.data = t.data;
     w.nbytes = t.nbytes;
+    w.file_mapped = true;
     m.weights.emplace(t.name, std::move(w));
   }
   m.owners.push_back(file);

@@ -86,6 +86,10 @@ std::vector<int32_t> TextEngine::tokenize(const std::string& text, bool add_spec
   return tokenizer_->encode(text, add_special, /*parse_special=*/true);
 }
 
+void TextEngine::set_chat_template(const std::string& source) {
+  template_ = std::make_unique<ChatTemplate>(ChatTemplate::parse(source, "chat_template"));
+}
+
 std::string TextEngine::render_chat(const nlohmann::json& messages, bool add_generation_prompt) const {
   if (!template_) fail(ErrorCode::Unsupported, "the model has no chat template (tokenizer.chat_template)");
   ChatOptions o;

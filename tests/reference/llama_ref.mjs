@@ -8,8 +8,8 @@
 //        next-token logits: the K largest ("top": [[id, logit], ...], default 8) and with --full all
 //        of them by id ("logits": [...], rounded to 6 significant digits).
 //   node llama_ref.mjs bench       MODEL [--pp 128] [--tg 32] [--reps 3] [--threads N]
-//        speed as llama-bench measures it: prefill of pp tokens (pp tok/s), then tg tokens decoded
-//        one at a time (tg tok/s); median and all runs, each run from an empty KV cache.
+//        speed as llama-bench measures it: prefill of pp tokens (pp tok/s), and tg tokens decoded
+//        one at a time (tg tok/s); median and all runs, each test from an empty KV cache.
 //   node llama_ref.mjs tokenize    MODEL (--text TEXT | --file F.json | --ggml-inp F.inp)
 //                                        [--special] [--add-special]
 //   node llama_ref.mjs info        MODEL [--vocab-only]
@@ -285,7 +285,9 @@ async function cmdBench(llama, modelPath, opts) {
             await sequence.controlledEvaluate(input);
         }
         const ppMs = performance.now() - t0;
-        let last = ids[pp - 1] ?? 1;
+        // tg as llama-bench runs it: from an empty cache, one token at a time.
+        await sequence.clearHistory();
+        let last = ids[0] ?? 1;
         t0 = performance.now();
         for (let i = 0; i < tg; i++) {
             const res = await sequence.controlledEvaluate([[last, { generateNext: { token: true, options: { temperature: 0 } } }]]);

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -117,6 +119,25 @@ TEST_F(StoriesEngine, CliRunJsonMatchesTheLibrary) {
   const auto bad = test::run_vireo("run " + path_ + " --prompt-ids 1,99999 -n 2");
   EXPECT_EQ(bad.first, 1);
   EXPECT_NE(bad.second.find("token id 99999 is outside the vocabulary"), std::string::npos) << bad.second;
+}
+
+TEST_F(StoriesEngine, CliChatRendersEveryTurnWithTheTemplate) {
+  test::TempDir dir;
+  const std::string tpl = dir.file("chat.jinja");
+  std::ofstream(tpl) << "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                        "{% if add_generation_prompt %}assistant:{% endif %}";
+  std::ofstream(dir.file("turns.txt")) << "Lily went to the park.\n\nShe saw a dog.\n/exit\nnever read\n";
+  const auto [rc, out] = test::run_vireo("run " + path_ + " --chat --chat-template-file " + tpl +
+                                         " --system 'Tell a story.' -n 12 --temp 0 --json < " + dir.file("turns.txt"));
+  ASSERT_EQ(rc, 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["turns"].size(), 2u) << out;  // the empty line is skipped, /exit ends
+  const std::string first = "system: Tell a story.\nuser: Lily went to the park.\nassistant:";
+  EXPECT_EQ(j["turns"][0]["prompt_ids"].get<std::vector<int32_t>>(), engine->tokenize(first, false));
+  // The reply comes back as an assistant message, rendered by the template's loop.
+  const std::string second_rendered = "system: Tell a story.\nuser: Lily went to the park.\nassistant: " +
+                                      j["turns"][0]["text"].get<std::string>() + "\nuser: She saw a dog.\nassistant:";
+  EXPECT_EQ(j["turns"][1]["prompt_ids"].get<std::vector<int32_t>>(), engine->tokenize(second_rendered, false));
 }
 
 }  // namespace

@@ -30,4 +30,10 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Tells the kernel that the whole pages inside [p, p + n) of a read-only file mapping are not
+// needed now: they leave the process's resident set but stay in the page cache, and fault back
+// in if touched. For weights a backend has copied into its own layout. Never call it on
+// anonymous (heap) memory: those pages would read back as zeros.
+void drop_resident_pages(const void* p, size_t n);
+
 }  // namespace vireo

@@ -107,6 +107,7 @@ struct Tensor {
   std::vector<uint64_t> shape;
   const uint8_t* data = nullptr;
   uint64_t nbytes = 0;
+  bool file_mapped = false;  // data lies in a read-only file mapping (see drop_resident_pages)
   // MLX affine quantization only: per-group scales and biases, each [rows, cols/group_size].
   const uint8_t* mlx_scales = nullptr;
   const uint8_t* mlx_biases = nullptr;

@@ -71,6 +71,7 @@ class TextEngine {
   Generator& generator() { return *generator_; }
   int64_t n_ctx() const { return cache_->n_cells(); }
   bool has_chat_template() const { return template_ != nullptr; }
+  void set_chat_template(const std::string& source);  // replaces the model's
 
   std::vector<int32_t> tokenize(const std::string& text, bool add_special = true) const;
   // The conversation rendered with the model's own template (an error when it has none).

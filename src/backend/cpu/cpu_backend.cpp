@@ -8,6 +8,7 @@
 
 #include "vireo/backend/backend.h"
 #include "vireo/backend/thread_pool.h"
+#include "vireo/core/mapped_file.h"
 #include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/cpu/matmul.h"
 #include "vireo/kernels/cpu/ops.h"
@@ -91,7 +92,10 @@ class CpuBackend final : public Backend {
     }
     switch (use) {
       case WeightUse::Matmul:
-        w->matrix = cpu::pack_matrix(w->type, data, w->rows, w->cols, isa_);
+        // A copied weight no longer needs the file's pages resident: peak memory stays near
+        // one copy of the weights instead of two.
+        w->matrix = cpu::pack_matrix(w->type, data, w->rows, w->cols, isa_, t.file_mapped && w->converted.empty());
+        if (t.file_mapped && !w->converted.empty()) drop_resident_pages(t.data, t.nbytes);
         break;
       case WeightUse::Rows:
         w->row_bytes = ref::row_bytes(w->type, w->cols);  // checks the type and the block size

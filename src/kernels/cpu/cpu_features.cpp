@@ -27,6 +27,17 @@ bool detect_amx_int8() {
 #endif
 }
 
+// Bits that not every compiler's __builtin_cpu_supports knows (clang 14: f16c, avx512bf16).
+bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
+#if defined(__x86_64__)
+  unsigned r[4];
+  if (!__get_cpuid_count(leaf, sub, &r[0], &r[1], &r[2], &r[3])) return false;
+  return ((r[reg] >> bit) & 1) != 0;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -36,13 +47,13 @@ const CpuFeatures& cpu_features() {
     __builtin_cpu_init();
     f.avx2 = __builtin_cpu_supports("avx2");
     f.fma = __builtin_cpu_supports("fma");
-    f.f16c = __builtin_cpu_supports("f16c");
+    f.f16c = cpuid_bit(1, 0, 2, 29);  // ECX.29
     f.avx512f = __builtin_cpu_supports("avx512f");
     f.avx512bw = __builtin_cpu_supports("avx512bw");
     f.avx512vl = __builtin_cpu_supports("avx512vl");
     f.avx512dq = __builtin_cpu_supports("avx512dq");
     f.avx512vnni = __builtin_cpu_supports("avx512vnni");
-    f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+    f.avx512bf16 = cpuid_bit(7, 1, 0, 5);  // leaf 7.1 EAX.5
     f.amx_int8 = detect_amx_int8();
 #endif
     return f;

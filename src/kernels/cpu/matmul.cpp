@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vireo/core/error.h"
+#include "vireo/core/mapped_file.h"
 #include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/ref/ops.h"
 #include "vireo/kernels/ref/quant.h"
@@ -24,15 +25,16 @@ void AlignedBytes::resize(size_t n) {
     return;
   }
   // Big buffers (packed weights) go on 2 MiB pages where the kernel allows it: streaming a
-  // matrix then needs one TLB entry per 2 MiB instead of per 4 KiB.
+  // matrix then needs one TLB entry per 2 MiB instead of per 4 KiB. Only whole huge pages are
+  // advised, so a matrix's tail costs no more memory than its bytes.
   constexpr size_t kHugePage = size_t{2} << 20;
   const bool huge = n >= kHugePage;
-  const size_t align = huge ? kHugePage : 64;
-  const size_t rounded = (n + align - 1) / align * align;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, rounded));
-  if (p == nullptr) fail(ErrorCode::Io, "out of memory allocating {} bytes", rounded);
+  const size_t rounded = (n + 63) / 64 * 64;
+  void* raw = nullptr;
+  if (::posix_memalign(&raw, huge ? kHugePage : 64, rounded) != 0) fail(ErrorCode::Io, "out of memory allocating {} bytes", rounded);
+  auto* p = static_cast<uint8_t*>(raw);
 #ifdef MADV_HUGEPAGE
-  if (huge) ::madvise(p, rounded, MADV_HUGEPAGE);  // advisory: failure only costs speed
+  if (huge) ::madvise(p, rounded / kHugePage * kHugePage, MADV_HUGEPAGE);  // advisory: failure only costs speed
 #endif
   data_.reset(p);
   size_ = n;
@@ -48,7 +50,7 @@ bool has_interleaved_kernel(DType type, Isa isa) {
   return uses_avx512(isa) && avx512::has_kernel(type);
 }
 
-PackedMatrix pack_matrix(DType type, const void* data, int64_t rows, int64_t cols, Isa isa) {
+PackedMatrix pack_matrix(DType type, const void* data, int64_t rows, int64_t cols, Isa isa, bool release_source) {
   PackedMatrix m;
   m.type = type;
   m.rows = rows;
@@ -70,6 +72,12 @@ PackedMatrix pack_matrix(DType type, const void* data, int64_t rows, int64_t col
     const int64_t n_rows = std::min(kRowGroup, rows - r0);
     avx512::pack_group(type, static_cast<const uint8_t*>(data) + static_cast<size_t>(r0) * row_bytes, n_rows, cols,
                        m.storage.data() + static_cast<size_t>(g) * m.group_bytes);
+    // Every 64 groups, let the packed source rows leave memory (peak: one copy of the weights).
+    if (release_source && (g % 64 == 63 || g + 1 == m.n_groups())) {
+      const int64_t first = (g / 64) * 64 * kRowGroup, last = std::min(rows, (g + 1) * kRowGroup);
+      drop_resident_pages(static_cast<const uint8_t*>(data) + static_cast<size_t>(first) * row_bytes,
+                          static_cast<size_t>(last - first) * row_bytes);
+    }
   }
   return m;
 }

@@ -20,11 +20,16 @@
 #include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/cpu/matmul.h"
 
+// Everything below is compiled for these instruction sets (the caller checks the CPU first).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 #pragma GCC diagnostic push
 // GCC 12 flags the intentionally undefined registers of some AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #include "vireo/kernels/cpu/avx512_levels.h"
@@ -276,5 +281,9 @@ void matmul_groups(const PackedMatrix& w, const Activations& a, int64_t g0, int6
 
 }  // namespace vireo::cpu::amx
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

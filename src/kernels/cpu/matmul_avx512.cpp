@@ -16,11 +16,16 @@
 #include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/cpu/matmul.h"
 
+// Everything below is compiled for these instruction sets (the caller checks the CPU first).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+#else
 #pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2")
 #pragma GCC diagnostic push
 // GCC 12 flags the intentionally undefined registers of some AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2")
+#endif
 #include <immintrin.h>
 
 #include "vireo/kernels/cpu/avx512_levels.h"
@@ -409,5 +414,9 @@ void matmul_groups(const PackedMatrix& w, const Activations& a, int64_t g0, int6
 
 }  // namespace vireo::cpu::avx512
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

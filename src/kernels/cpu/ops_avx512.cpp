@@ -8,11 +8,16 @@
 
 #include "vireo/kernels/cpu/ops.h"
 
+// Everything below is compiled for these instruction sets (the caller checks the CPU first).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 #pragma GCC diagnostic push
 // GCC 12 flags the intentionally undefined registers of some AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 namespace vireo::cpu::avx512 {
@@ -146,5 +151,9 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
 
 }  // namespace vireo::cpu::avx512
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

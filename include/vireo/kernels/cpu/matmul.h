@@ -63,8 +63,9 @@ struct PackedMatrix {
 bool has_interleaved_kernel(DType type, Isa isa);
 
 // Packs rows*cols elements of `type` stored as the file stores them. Plain keeps a pointer to
-// `data`, which must then outlive the matrix.
-PackedMatrix pack_matrix(DType type, const void* data, int64_t rows, int64_t cols, Isa isa);
+// `data`, which must then outlive the matrix. release_source: `data` lies in a read-only file
+// mapping whose pages may leave memory as they are copied (see drop_resident_pages).
+PackedMatrix pack_matrix(DType type, const void* data, int64_t rows, int64_t cols, Isa isa, bool release_source = false);
 
 // Row r of a packed matrix as floats (tests; get_rows on a weight packed for matmul).
 void unpack_row(const PackedMatrix& m, int64_t r, float* out);
