@@ -37,7 +37,9 @@ for type in ${TYPES//,/ }; do
     node tests/reference/llama_ref.mjs bench "$model" --pp "$PP" --tg "$TG" --reps 3 --threads "$THREADS" \
       > "$OUT/llama-$type-$round.json" 2>/dev/null
     echo "[$type round $round/$ROUNDS] vireo ..." >&2
-    "$VIREO" bench "$model" -p "$PP" -n "$TG" -r 3 -t "$THREADS" -o json > "$OUT/vireo-$type-$round.json"
+    "$VIREO" bench "$model" -p "$PP" -n "$TG" -r 3 -t "$THREADS" -o json --no-probe > "$OUT/vireo-$type-$round.json"
+    # vireo run's own decode rate on the same file (sampling included), for the bench-vs-run check.
+    "$VIREO" run "$model" --prompt-ids 3 -n "$((TG + 1))" --ignore-eos --temp 0 -t "$THREADS" --json > "$OUT/run-$type-$round.json"
   done
 done
 
@@ -45,18 +47,19 @@ python3 - "$OUT" "$TYPES" "$ROUNDS" "$PP" "$TG" "$THREADS" <<'PY'
 import json, os, statistics, sys
 out, types, rounds, pp, tg, threads = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 print(f"\nsynthetic llama3.2-1b, {threads} threads, pp{pp} / tg{tg}, {rounds} alternated rounds x 3 repetitions (medians)")
-print(f"| type   | llama.cpp pp | vireo pp | ratio | llama.cpp tg | vireo tg | ratio | vireo peak RSS | weights + KV | RSS / (w+KV) |")
-print(f"| ------ | -----------: | -------: | ----: | -----------: | -------: | ----: | -------------: | -----------: | -----------: |")
+print(f"| type   | llama.cpp pp | vireo pp | ratio | llama.cpp tg | vireo tg | ratio | vireo run tg | bench/run | vireo peak RSS | weights + KV | RSS / (w+KV) |")
+print(f"| ------ | -----------: | -------: | ----: | -----------: | -------: | ----: | -----------: | --------: | -------------: | -----------: | -----------: |")
 for t in types:
-    lp, lt, vp, vt, rss, wkv = [], [], [], [], [], []
+    lp, lt, vp, vt, rss, wkv, rt = [], [], [], [], [], [], []
     for r in range(1, rounds + 1):
+        rt.append(json.load(open(os.path.join(out, f"run-{t}-{r}.json")))["timings"]["decode_tokens_per_s"])
         l = json.load(open(os.path.join(out, f"llama-{t}-{r}.json")))
         lp += l["pp_runs"]; lt += l["tg_runs"]
         for res in json.load(open(os.path.join(out, f"vireo-{t}-{r}.json")))["results"]:
-            (vp if res["n_prompt"] else vt).extend(res["samples_ts"])
+            (vp if res["n_prompt"] else vt).extend(s["tokens_per_s"] for s in res["samples"])
             rss.append(res["peak_rss_bytes"]); wkv.append(res["model_bytes"] + res["kv_bytes"])
     m = statistics.median
     g = lambda b: f"{b / 2**20:.0f} MiB"
     print(f"| {t:6} | {m(lp):12.1f} | {m(vp):8.1f} | {m(vp)/m(lp):5.2f} | {m(lt):12.2f} | {m(vt):8.2f} | {m(vt)/m(lt):5.2f} "
-          f"| {g(max(rss)):>14} | {g(max(wkv)):>12} | {max(rss)/max(wkv):12.3f} |")
+          f"| {m(rt):12.2f} | {m(vt)/m(rt):9.3f} | {g(max(rss)):>14} | {g(max(wkv)):>12} | {max(rss)/max(wkv):12.3f} |")
 PY

@@ -10,6 +10,7 @@ PACKAGES=(
   libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev
+  chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,34 +1,37 @@
-// vireo bench: llama-bench-style speed tests (pp, tg, pp+tg) over every combination of the
-// given models, sizes and thread counts, with mean and standard deviation over repetitions.
+// vireo bench: llama-bench-style speed tests over every combination of models, sizes, depths,
+// batches and thread counts; each result placed on the machine's measured roofline with a
+// verdict and advice; optional llama.cpp peer runs, JSON/CSV/Markdown output and an HTML report.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <numeric>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "format.h"
+#include "vireo/bench/benchmark.h"
+#include "vireo/bench/peer.h"
+#include "vireo/bench/probe.h"
+#include "vireo/bench/report.h"
+#include "vireo/bench/roofline.h"
 #include "vireo/core/error.h"
 #include "vireo/models/synth.h"
-#include "vireo/runtime/benchmark.h"
 
 namespace vireo::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string cache_dir() {
-  if (const char* d = std::getenv("VIREO_CACHE"); d != nullptr && *d != 0) return d;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != 0) return std::string(x) + "/vireo";
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h != 0) return std::string(h) + "/.cache/vireo";
-  return ".vireo-cache";
-}
-
 // A synthetic model in the cache, written once.
 std::string synthetic_model(const std::string& preset, const std::string& type, uint32_t layers) {
-  const fs::path dir = fs::path(cache_dir()) / "synth";
+  const fs::path dir = fs::path(vireo_cache_dir()) / "synth";
   fs::create_directories(dir);
   const fs::path path = dir / fmt::format("{}-{}{}.gguf", preset, type, layers ? fmt::format("-{}l", layers) : "");
   if (!fs::exists(path)) {
@@ -52,105 +55,216 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
+// The weight type that dominates the file's bytes (for the roofline's choice of peak).
+DType main_weight_type(const Model& m) {
+  std::map<DType, uint64_t> bytes;
+  for (const auto& [name, t] : m.weights) {
+    if (t.shape.size() == 2) bytes[t.type] += t.nbytes;
+  }
+  DType best = DType::F32;
+  uint64_t most = 0;
+  for (const auto& [t, b] : bytes) {
+    if (b > most) most = b, best = t;
+  }
+  return best;
+}
+
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Measure prefill and decode speed (llama-bench style)");
+  auto* cmd = app.add_subcommand("bench", "Measure prefill and decode speed against the machine's roofline (llama-bench style)");
   struct Opts {
-    std::vector<std::string> models;
-    std::vector<int32_t> prompts{512}, gens{128};
-    std::vector<unsigned> threads{0};
+    std::vector<std::string> models, synthetic, types{"q4_0"}, pg;
+    std::string prompts = "512", gens = "128", depths = "0", batches = "1", threads = "0";
     int reps = 5;
-    std::string synthetic, type = "q4_0", output = "table", isa;
+    std::string output = "table", isa, report, peer, peer_bin, device = "cpu";
     uint32_t layers = 0;
+    bool refresh_probe = false, no_probe = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->models, "Model files (GGUF, safetensors, MLX)");
   cmd->add_option("-m,--model", o->models, "Model file (repeatable)");
-  cmd->add_option("-p,--n-prompt", o->prompts, "Prompt sizes (pp tests), comma-separated; 0 skips")->delimiter(',');
-  cmd->add_option("-n,--n-gen", o->gens, "Generation sizes (tg tests), comma-separated; 0 skips")->delimiter(',');
-  cmd->add_option("-t,--threads", o->threads, "Thread counts, comma-separated (0: one per core)")->delimiter(',');
+  cmd->add_option("-p,--n-prompt", o->prompts, "Prompt sizes (pp tests): N, A-B, A-B*M, A-B+S, comma-separated; 0 skips")->capture_default_str();
+  cmd->add_option("-n,--n-gen", o->gens, "Generation sizes (tg tests), same forms; 0 skips")->capture_default_str();
+  cmd->add_option("--pg", o->pg, "Prompt then generation, as P,N (repeatable)");
+  cmd->add_option("-d,--n-depth", o->depths, "Context depths: tokens already in the KV cache")->capture_default_str();
+  cmd->add_option("-b,--batch", o->batches, "Sequences processed together")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Thread counts (0: one per core)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions of each test (after one warm-up)")->capture_default_str();
-  cmd->add_option("--synthetic", o->synthetic, "Benchmark a synthetic model of this preset (made once, cached)");
-  cmd->add_option("--type", o->type, "Weight type of --synthetic")->capture_default_str();
+  cmd->add_option("--synthetic", o->synthetic, "Synthetic models of these presets (made once, cached), e.g. llama3-8b")->delimiter(',');
+  cmd->add_option("--type", o->types, "Weight types of --synthetic (comma-separated)")->delimiter(',');
   cmd->add_option("--layers", o->layers, "Layers of --synthetic (default: the preset's)");
-  cmd->add_option("-o,--output", o->output, "table, json, md or csv")->check(CLI::IsMember({"table", "json", "md", "csv"}));
+  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("-o,--output", o->output, "table, md, csv or json")->check(CLI::IsMember({"table", "json", "md", "csv"}))->capture_default_str();
+  cmd->add_option("--report", o->report, "Write DIR/report.html (charts, roofline) and DIR/results.json");
+  cmd->add_option("--peer", o->peer, "Run the same tests with another engine: llama.cpp")->check(CLI::IsMember({"llama.cpp"}));
+  cmd->add_option("--peer-bin", o->peer_bin, "llama.cpp's llama-bench binary (default: found in PATH, else node-llama-cpp)");
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx");
+  cmd->add_flag("--refresh-probe", o->refresh_probe, "Measure the hardware peaks again instead of using the cached ones");
+  cmd->add_flag("--no-probe", o->no_probe, "Skip the hardware probe and the roofline");
   return [o, cmd] {
+    if (o->device == "cuda") {
+      throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend yet; use --device cpu");
+    }
     std::vector<std::string> models = o->models;
-    if (!o->synthetic.empty()) models.push_back(synthetic_model(o->synthetic, o->type, o->layers));
-    if (models.empty()) {  // the default run: small enough for a laptop minute
+    for (const auto& preset : o->synthetic) {
+      for (const auto& type : o->types) models.push_back(synthetic_model(preset, type, o->layers));
+    }
+    if (models.empty()) {  // the default run: a laptop minute
       models.push_back(synthetic_model("llama3.2-1b", "q4_0", 0));
-      if (cmd->count("-p") == 0) o->prompts = {128};
-      if (cmd->count("-n") == 0) o->gens = {32};
+      if (cmd->count("-p") == 0) o->prompts = "128";
+      if (cmd->count("-n") == 0) o->gens = "32";
       if (cmd->count("-r") == 0) o->reps = 3;
+      if (cmd->count("--report") == 0) o->report = (fs::path(vireo_cache_dir()) / "report").string();
     }
+    std::vector<BenchTest> shapes;
+    for (int32_t p : parse_int_list(o->prompts, "-p")) if (p > 0) shapes.push_back({p, 0});
+    for (int32_t n : parse_int_list(o->gens, "-n")) if (n > 0) shapes.push_back({0, n});
+    for (const auto& pg : o->pg) {
+      const auto v = parse_int_list(pg, "--pg");
+      if (v.size() != 2 || v[0] <= 0 || v[1] <= 0) fail(ErrorCode::InvalidArgument, "--pg '{}': expected P,N", pg);
+      shapes.push_back({v[0], v[1]});
+    }
+    if (shapes.empty()) throw Error(ErrorCode::InvalidArgument, "no tests: give a -p, -n or --pg size above 0");
+    const auto depths = parse_int_list(o->depths, "-d"), batches = parse_int_list(o->batches, "-b");
+    const auto threads_list = parse_int_list(o->threads, "-t");
     std::vector<BenchTest> tests;
-    for (int32_t p : o->prompts) if (p > 0) tests.push_back({p, 0});
-    for (int32_t n : o->gens) if (n > 0) tests.push_back({0, n});
-    if (tests.empty()) throw Error(ErrorCode::InvalidArgument, "no tests: give a -p or -n size above 0");
-    int32_t max_tokens = 0;
-    for (const auto& t : tests) max_tokens = std::max(max_tokens, t.n_prompt + t.n_gen);
-
-    nlohmann::json results = nlohmann::json::array();
-    const bool table = o->output == "table" || o->output == "md";
-    if (table) {
-      std::printf("| %-28s | %10s | %8s | %-28s | %7s | %12s | %16s |\n", "model", "size", "params", "backend", "threads", "test", "t/s");
-      std::printf("| %s | %s: | %s: | %s | %s: | %s: | %s: |\n", std::string(28, '-').c_str(), std::string(9, '-').c_str(),
-                  std::string(7, '-').c_str(), std::string(28, '-').c_str(), std::string(6, '-').c_str(),
-                  std::string(11, '-').c_str(), std::string(15, '-').c_str());
-    } else if (o->output == "csv") {
-      std::printf("model,model_bytes,n_params,backend,threads,test,n_prompt,n_gen,avg_ts,stddev_ts\n");
+    for (const auto& s : shapes) {
+      for (int32_t d : depths) {
+        for (int32_t b : batches) {
+          if (d < 0 || b < 1) fail(ErrorCode::InvalidArgument, "depths must be >= 0 and batches >= 1");
+          tests.push_back({s.n_prompt, s.n_gen, d, b});
+        }
+      }
     }
+    int64_t max_cells = 0;
+    for (const auto& t : tests) max_cells = std::max(max_cells, t.cells());
+
+    nlohmann::json doc = {{"vireo_version", "0.1.0"}, {"schema", 1}, {"results", nlohmann::json::array()}};
+    ResourceMonitor monitor(100);
+    monitor.start();
+    const bool table = o->output == "table" || o->output == "md";
+    const bool roof = !o->no_probe;
+    if (table) {
+      std::printf("| %-26s | %10s | %7s | %-24s | %3s | %16s | %16s |%s\n", "model", "size", "params", "backend", "thr", "test", "t/s",
+                  roof ? "   GB/s | roof % | verdict        |" : "");
+      std::printf("| %s | %s: | %s: | %s | %s: | %s: | %s: |%s\n", std::string(26, '-').c_str(), std::string(9, '-').c_str(),
+                  std::string(6, '-').c_str(), std::string(24, '-').c_str(), std::string(2, '-').c_str(),
+                  std::string(15, '-').c_str(), std::string(15, '-').c_str(), roof ? " ------: | -----: | -------------- |" : "");
+    } else if (o->output == "csv") {
+      std::printf("model,model_bytes,n_params,backend,threads,test,n_prompt,n_gen,n_depth,batch,avg_ts,stddev_ts,gb_s,roofline_fraction,verdict\n");
+    }
+    const size_t total = models.size() * threads_list.size() * tests.size();
+    size_t done = 0;
+    ProgressBar bar("bench");
     for (const auto& path : models) {
-      for (unsigned threads : o->threads) {
+      for (int32_t threads : threads_list) {
+        if (threads < 0) fail(ErrorCode::InvalidArgument, "-t: thread counts must be >= 0");
         EngineOptions eo;
-        eo.n_threads = threads;
+        eo.n_threads = static_cast<unsigned>(threads);
         eo.isa = o->isa;
-        eo.n_ctx = max_tokens;
+        eo.n_ctx = max_cells;
         TextEngine engine(path, eo);
+        HardwarePeaks peaks;
+        if (roof) {
+          peaks = probe_cpu(static_cast<unsigned>(threads), o->isa, o->refresh_probe);
+          doc["hardware"] = {{"device", peaks.device}, {"mem_gb_s", peaks.mem_gb_s}, {"int8_tops", peaks.int8_tops},
+                             {"float_tflops", peaks.float_tflops}, {"from_cache", peaks.from_cache}};
+        }
+        const ModelCost cost = model_cost(engine.config(), static_cast<double>(engine.language_model().weight_bytes()),
+                                          main_weight_type(engine.model()), engine.cache().type());
         const std::string backend = engine.backend().name();
         const std::string name = fs::path(path).filename().string();
+        const unsigned n_threads = threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
         for (const auto& t : tests) {
+          bar.update(done, total);
           const BenchResult r = run_bench_test(engine, t, o->reps);
+          ++done;
           nlohmann::json samples = nlohmann::json::array();
-          for (const auto& s : r.samples) samples.push_back(s.tokens_per_s);
-          nlohmann::json j = {{"model", path},
+          for (const auto& s : r.samples) samples.push_back({{"seconds", s.seconds}, {"tokens_per_s", s.tokens_per_s}});
+          nlohmann::json j = {{"engine", "vireo"},
+                              {"model", path},
                               {"model_bytes", engine.model().file_bytes},
                               {"n_params", engine.model().n_params()},
                               {"weight_bytes", engine.language_model().weight_bytes()},
                               {"kv_bytes", engine.cache().bytes()},
                               {"backend", backend},
-                              {"threads", threads},
+                              {"threads", n_threads},
                               {"test", t.name()},
                               {"n_prompt", t.n_prompt},
                               {"n_gen", t.n_gen},
+                              {"depth", t.depth},
+                              {"batch", t.batch},
+                              {"tokens", int64_t{t.batch} * (t.n_prompt + t.n_gen)},
                               {"repetitions", o->reps},
-                              {"samples_ts", samples},
+                              {"samples", samples},
                               {"avg_ts", r.mean_tokens_per_s},
                               {"stddev_ts", r.stddev_tokens_per_s},
                               {"peak_rss_bytes", peak_rss_bytes()},
                               {"rss_anon_bytes", resident_memory().anon_bytes},
                               {"rss_file_bytes", resident_memory().file_bytes}};
           if (!r.itl_ms.empty()) {
-            j["itl_ms"] = {{"p50", percentile(r.itl_ms, 0.5)}, {"p90", percentile(r.itl_ms, 0.9)}, {"p99", percentile(r.itl_ms, 0.99)}};
+            j["itl_ms"] = {{"mean", std::accumulate(r.itl_ms.begin(), r.itl_ms.end(), 0.0) / static_cast<double>(r.itl_ms.size())},
+                           {"p50", percentile(r.itl_ms, 0.5)},
+                           {"p90", percentile(r.itl_ms, 0.9)},
+                           {"p99", percentile(r.itl_ms, 0.99)}};
+            j["itl_ms_samples"] = r.itl_ms;
           }
-          results.push_back(j);
+          Roofline rl;
+          if (roof) {
+            rl = analyze(cost, peaks, t.n_prompt, t.n_gen, t.depth, t.batch, r.mean_tokens_per_s);
+            j["roofline"] = {{"bytes_per_token", rl.bytes_per_token}, {"flops_per_token", rl.flops_per_token},
+                             {"achieved_gb_s", rl.achieved_gb_s},     {"achieved_tflops", rl.achieved_tflops},
+                             {"intensity", rl.intensity},             {"attainable_tflops", rl.attainable_tflops},
+                             {"fraction", rl.fraction},               {"bandwidth_fraction", rl.bandwidth_fraction},
+                             {"compute_fraction", rl.compute_fraction}, {"bound", rl.bound},
+                             {"verdict", rl.verdict},                 {"advice", rl.advice}};
+          }
+          doc["results"].push_back(j);
+          bar.finish();
           if (table) {
-            std::printf("| %-28s | %10s | %8s | %-28s | %7u | %12s | %8.2f ± %5.2f |\n", name.substr(0, 28).c_str(),
+            std::printf("| %-26s | %10s | %7s | %-24s | %3u | %16s | %8.2f ± %5.2f |", name.substr(0, 26).c_str(),
                         human_bytes(engine.model().file_bytes).c_str(), human_count(engine.model().n_params()).c_str(),
-                        backend.substr(0, 28).c_str(), threads, t.name().c_str(), r.mean_tokens_per_s, r.stddev_tokens_per_s);
+                        backend.substr(0, 24).c_str(), n_threads, t.name().c_str(), r.mean_tokens_per_s, r.stddev_tokens_per_s);
+            if (roof) std::printf(" %7.1f | %5.0f%% | %-14s |", rl.achieved_gb_s, 100 * rl.fraction, rl.verdict.c_str());
+            std::printf("\n");
           } else if (o->output == "csv") {
-            std::printf("\"%s\",%llu,%llu,\"%s\",%u,%s,%d,%d,%.3f,%.3f\n", path.c_str(),
+            std::printf("\"%s\",%llu,%llu,\"%s\",%u,\"%s\",%d,%d,%d,%d,%.3f,%.3f,%.3f,%.4f,%s\n", path.c_str(),
                         static_cast<unsigned long long>(engine.model().file_bytes),
-                        static_cast<unsigned long long>(engine.model().n_params()), backend.c_str(), threads,
-                        t.name().c_str(), t.n_prompt, t.n_gen, r.mean_tokens_per_s, r.stddev_tokens_per_s);
+                        static_cast<unsigned long long>(engine.model().n_params()), backend.c_str(), n_threads,
+                        t.name().c_str(), t.n_prompt, t.n_gen, t.depth, t.batch, r.mean_tokens_per_s, r.stddev_tokens_per_s,
+                        rl.achieved_gb_s, rl.fraction, rl.verdict.c_str());
           }
           std::fflush(stdout);
         }
+        if (!o->peer.empty()) {
+          const auto peer = run_llama_cpp_peer(o->peer_bin, path, tests, n_threads, o->reps);
+          for (const auto& p : peer.results) {
+            doc["results"].push_back(p);
+            if (table) {
+              std::printf("| %-26s | %10s | %7s | %-24s | %3u | %16s | %8.2f ± %5.2f |%s\n", name.substr(0, 26).c_str(), "",
+                          "", ("llama.cpp " + peer.how).substr(0, 24).c_str(), n_threads, p.value("test", std::string()).c_str(),
+                          p.value("avg_ts", 0.0), p.value("stddev_ts", 0.0), roof ? "         |        |                |" : "");
+            }
+          }
+          doc["peer"] = {{"engine", "llama.cpp"}, {"how", peer.how}};
+        }
       }
     }
-    if (o->output == "json") std::printf("%s\n", nlohmann::json{{"vireo_version", "0.1.0"}, {"results", results}}.dump(2).c_str());
+    monitor.stop();
+    nlohmann::json timeline = nlohmann::json::array();
+    for (const auto& s : monitor.samples()) timeline.push_back({{"t_s", s.t_s}, {"rss_bytes", s.rss_bytes}, {"anon_bytes", s.anon_bytes}});
+    doc["timeline"] = timeline;
+    if (roof && table) {
+      for (const auto& r : doc["results"]) {
+        if (r.contains("roofline")) std::printf("%s: %s\n", r["test"].get<std::string>().c_str(), r["roofline"]["advice"].get<std::string>().c_str());
+      }
+    }
+    if (o->output == "json") std::printf("%s\n", doc.dump(2).c_str());
+    if (!o->report.empty()) {
+      const std::string html = write_bench_report(o->report, doc);
+      std::fprintf(stderr, "report: %s\n", html.c_str());
+    }
     return 0;
   };
 }
