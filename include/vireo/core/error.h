@@ -8,26 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "vireo/core/error_types.h"
+
 namespace vireo {
-
-enum class ErrorCode {
-  InvalidArgument,  // a caller passed something wrong (flag, option, request field)
-  InvalidFile,      // a file's contents break its format's rules
-  Unsupported,      // well-formed, but vireo does not handle it (type, architecture)
-  NotFound,         // a file, key or tensor that must exist does not
-  Io,               // the operating system refused (open, read, mmap, write)
-};
-
-std::string_view error_code_name(ErrorCode code);
-
-class Error : public std::runtime_error {
- public:
-  Error(ErrorCode code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
-  ErrorCode code() const { return code_; }
-
- private:
-  ErrorCode code_;
-};
 
 template <typename... Args>
 [[noreturn]] void fail(ErrorCode code, fmt::format_string<Args...> f, Args&&... args) {
