@@ -1,4 +1,5 @@
-// The CUDA decode products against a double-precision dot of the reference dequantization, on
+// The CUDA decode products against a double-precision dot of the reference dequantization (and
+// the reference rounding of the activations), on
 // fresh random inputs and awkward sizes (rows not a multiple of the CTA's 8, one block per row,
 // the widest Llama-3-8B row). Skipped where vireo was built without CUDA or no GPU is present.
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/ref/ops.h"
 #include "vireo/kernels/ref/quant.h"
 
 namespace vireo {
@@ -41,6 +43,14 @@ TEST(CudaGemv, MatchesTheReferenceOnAwkwardSizes) {
     }
     std::vector<float> x(static_cast<size_t>(c.tokens * c.cols));
     for (auto& v : x) v = u(rng);
+    // What the products multiply: quantized weights take x rounded to Q8_0 blocks.
+    std::vector<float> xr = x;
+    if (c.type != DType::F16) {
+      for (int t = 0; t < c.tokens; ++t) {
+        const auto r = ref::round_activations(c.type, x.data() + t * c.cols, c.cols);
+        std::copy(r.begin(), r.end(), xr.begin() + t * c.cols);
+      }
+    }
     auto m = cuda::upload_matrix(c.type, w.data(), c.rows, c.cols);
     float* dx = cuda::device_alloc_floats(x.size());
     float* dy = cuda::device_alloc_floats(static_cast<size_t>(c.tokens * c.rows));
@@ -53,7 +63,7 @@ TEST(CudaGemv, MatchesTheReferenceOnAwkwardSizes) {
       for (int64_t r = 0; r < c.rows; ++r) {
         double want = 0, mag = 0;
         for (int64_t k = 0; k < c.cols; ++k) {
-          const double p = double{deq[static_cast<size_t>(r)][static_cast<size_t>(k)]} * x[static_cast<size_t>(t * c.cols + k)];
+          const double p = double{deq[static_cast<size_t>(r)][static_cast<size_t>(k)]} * xr[static_cast<size_t>(t * c.cols + k)];
           want += p;
           mag += std::abs(p);
         }

@@ -19,7 +19,7 @@ void check(cudaError_t e, const char* what) {
 }
 
 constexpr int kWarp = 32;
-constexpr int kRowsPerBlock = 8;  // one warp per row
+constexpr int kRowsPerBlock = 8;  // warps per CTA (F16: one row each)
 
 template <int T>
 __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ldy, int row, int lane) {
@@ -32,73 +32,131 @@ __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ld
   }
 }
 
-// 32 activations of one block: 8 float4 loads through the read-only cache (x is shared by all rows).
-__device__ __forceinline__ void load_x32(const float* __restrict__ x, float (&v)[32]) {
-  const float4* p = reinterpret_cast<const float4*>(x);
+// Activations of the quantized products: Q8_0 blocks as llama.cpp's reference makes them
+// (d = amax / 127 rounded to F16, q = round(x / d)), kept as int8 levels, F32 scales and the
+// block sums d * sum(q) (for Q4_0's offset of 8). One warp per block of 32.
+__global__ void quantize_x_q8(const float* __restrict__ x, int8_t* __restrict__ xq, float* __restrict__ xd,
+                              float* __restrict__ xs, int n_blocks) {
+  const int blk = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  if (blk >= n_blocks) return;
+  const float v = x[static_cast<size_t>(blk) * 32 + lane];
+  float amax = fabsf(v);
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const float4 f = __ldg(p + i);
-    v[4 * i] = f.x, v[4 * i + 1] = f.y, v[4 * i + 2] = f.z, v[4 * i + 3] = f.w;
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = static_cast<int>(roundf(v * id));
+  const float dh = __half2float(__float2half_rn(d));
+  int sum = q;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  xq[static_cast<size_t>(blk) * 32 + lane] = static_cast<int8_t>(q);
+  if (lane == 0) {
+    xd[blk] = dh;
+    xs[blk] = dh * static_cast<float>(sum);
   }
 }
+
+// Each warp computes R rows, so every activation block it loads serves R rows; the R rows'
+// 16-byte weight loads are issued together, before any use. Products are integer dot
+// products of 4 bytes at a time (dp4a).
+constexpr int kRowsPerWarp = 4;
 
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
+// Levels are split with one AND per 4 elements and multiplied as bytes.
 template <int T>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
-                                                                 const float* __restrict__ x, float* __restrict__ y, int rows,
-                                                                 int nb, int ldx, int ldy) {
-  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  if (row >= rows) return;
-  const uint4* rq = levels + static_cast<size_t>(row) * nb;
-  const __half* rd = scales + static_cast<size_t>(row) * nb;
-  float acc[T] = {};
-#pragma unroll 4
+                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                                                 const float* __restrict__ xs, float* __restrict__ y, int rows,
+                                                                 int nb, int ldy) {
+  constexpr int R = kRowsPerWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
+  if (row0 >= rows) return;
+  int rr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);  // past the end: recompute the last row, never stored
+  float acc[R][T] = {};
+#pragma unroll 2
   for (int b = lane; b < nb; b += kWarp) {
-    const uint4 q = __ldg(rq + b);
-    const float d = __half2float(rd[b]);
-    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+    uint4 q[R];
+    float d[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      q[r] = __ldg(levels + static_cast<size_t>(rr[r]) * nb + b);
+      d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
+    }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
-      float xv[32];
-      load_x32(x + static_cast<size_t>(t) * ldx + b * 32, xv);
-      float s = 0;
+      const uint4* xp = reinterpret_cast<const uint4*>(xq + (static_cast<size_t>(t) * nb + b) * 32);
+      const uint4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+      const float dx = __ldg(xd + static_cast<size_t>(t) * nb + b), sx = __ldg(xs + static_cast<size_t>(t) * nb + b);
+      const int xw[8] = {static_cast<int>(x0.x), static_cast<int>(x0.y), static_cast<int>(x0.z), static_cast<int>(x0.w),
+                         static_cast<int>(x1.x), static_cast<int>(x1.y), static_cast<int>(x1.z), static_cast<int>(x1.w)};
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const uint32_t byte = (w[i / 4] >> (8 * (i % 4))) & 0xffu;
-        s += (static_cast<float>(byte & 15u) - 8.0f) * xv[i] + (static_cast<float>(byte >> 4) - 8.0f) * xv[i + 16];
+      for (int r = 0; r < R; ++r) {
+        const uint32_t w[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
+        int dot = 0;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          dot = __dp4a(static_cast<int>(w[k] & 0x0F0F0F0Fu), xw[k], dot);
+          dot = __dp4a(static_cast<int>((w[k] >> 4) & 0x0F0F0F0Fu), xw[4 + k], dot);
+        }
+        acc[r][t] += d[r] * (dx * static_cast<float>(dot) - 8.0f * sx);
       }
-      acc[t] += d * s;
     }
   }
-  warp_sum_store<T>(acc, y, ldy, row, lane);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
+  }
 }
 
-// Q8_0: element j is d * q_j, q signed bytes; two 16-byte loads per block.
+// Q8_0: element j is d * q_j, q signed bytes.
 template <int T>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
-                                                                 const float* __restrict__ x, float* __restrict__ y, int rows,
-                                                                 int nb, int ldx, int ldy) {
-  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  if (row >= rows) return;
-  const uint4* rq = levels + static_cast<size_t>(row) * nb * 2;
-  const __half* rd = scales + static_cast<size_t>(row) * nb;
-  float acc[T] = {};
-#pragma unroll 4
+                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                                                 const float* __restrict__ xs, float* __restrict__ y, int rows,
+                                                                 int nb, int ldy) {
+  constexpr int R = kRowsPerWarp;
+  const int lane = threadIdx.x % kWarp;
+  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
+  if (row0 >= rows) return;
+  int rr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+  float acc[R][T] = {};
+#pragma unroll 2
   for (int b = lane; b < nb; b += kWarp) {
-    const uint4 q0 = __ldg(rq + 2 * b), q1 = __ldg(rq + 2 * b + 1);
-    const float d = __half2float(rd[b]);
-    const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    uint4 q0[R], q1[R];
+    float d[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      q0[r] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2);
+      q1[r] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2 + 1);
+      d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
+    }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
-      float xv[32];
-      load_x32(x + static_cast<size_t>(t) * ldx + b * 32, xv);
-      float s = 0;
+      const uint4* xp = reinterpret_cast<const uint4*>(xq + (static_cast<size_t>(t) * nb + b) * 32);
+      const uint4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+      const float dx = __ldg(xd + static_cast<size_t>(t) * nb + b);
+      const int xw[8] = {static_cast<int>(x0.x), static_cast<int>(x0.y), static_cast<int>(x0.z), static_cast<int>(x0.w),
+                         static_cast<int>(x1.x), static_cast<int>(x1.y), static_cast<int>(x1.z), static_cast<int>(x1.w)};
 #pragma unroll
-      for (int i = 0; i < 32; ++i) s += static_cast<float>(static_cast<int8_t>((w[i / 4] >> (8 * (i % 4))) & 0xffu)) * xv[i];
-      acc[t] += d * s;
+      for (int r = 0; r < R; ++r) {
+        const int w[8] = {static_cast<int>(q0[r].x), static_cast<int>(q0[r].y), static_cast<int>(q0[r].z), static_cast<int>(q0[r].w),
+                          static_cast<int>(q1[r].x), static_cast<int>(q1[r].y), static_cast<int>(q1[r].z), static_cast<int>(q1[r].w)};
+        int dot = 0;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) dot = __dp4a(w[k], xw[k], dot);
+        acc[r][t] += d[r] * dx * static_cast<float>(dot);
+      }
     }
   }
-  warp_sum_store<T>(acc, y, ldy, row, lane);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
+  }
 }
 
 // F16: 8 halves per 16-byte load.
@@ -129,22 +187,47 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const uint4* __
   warp_sum_store<T>(acc, y, ldy, row, lane);
 }
 
+// Scratch for quantized activations, grown as needed (one stream: reused by every launch).
+struct XScratch {
+  int8_t* q = nullptr;
+  float* d = nullptr;
+  float* s = nullptr;
+  size_t blocks = 0;
+  void ensure(size_t n) {
+    if (n <= blocks) return;
+    cudaFree(q);
+    cudaFree(d);
+    cudaFree(s);
+    check(cudaMalloc(&q, n * 32), "malloc");
+    check(cudaMalloc(&d, n * sizeof(float)), "malloc");
+    check(cudaMalloc(&s, n * sizeof(float)), "malloc");
+    blocks = n;
+  }
+};
+XScratch g_x;
+
 template <int T>
 void launch(const DeviceMatrix& m, const float* x, float* y) {
-  const dim3 grid(static_cast<unsigned>((m.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(kWarp * kRowsPerBlock);
   const int rows = static_cast<int>(m.rows), cols = static_cast<int>(m.cols);
-  switch (m.type) {
-    case DType::Q4_0:
-      gemv_q4_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), x, y, rows, cols / 32, cols, rows);
-      break;
-    case DType::Q8_0:
-      gemv_q8_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), x, y, rows, cols / 32, cols, rows);
-      break;
-    case DType::F16:
-      gemv_f16<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), x, y, rows, cols / 8, cols, rows);
-      break;
-    default:
-      throw Error(ErrorCode::Unsupported, "cuda gemv: type " + std::to_string(static_cast<int>(m.type)) + " is not supported");
+  const dim3 block(kWarp * kRowsPerBlock);
+  if (m.type == DType::F16) {
+    const dim3 grid(static_cast<unsigned>((m.rows + kRowsPerBlock - 1) / kRowsPerBlock));
+    gemv_f16<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), x, y, rows, cols / 8, cols, rows);
+    return;
+  }
+  if (m.type != DType::Q4_0 && m.type != DType::Q8_0) {
+    throw Error(ErrorCode::Unsupported, "cuda gemv: type " + std::to_string(static_cast<int>(m.type)) + " is not supported");
+  }
+  const int nb = cols / 32;
+  const size_t n_blocks = static_cast<size_t>(T) * nb;
+  g_x.ensure(n_blocks);
+  quantize_x_q8<<<static_cast<unsigned>((n_blocks + 7) / 8), 256>>>(x, g_x.q, g_x.d, g_x.s, static_cast<int>(n_blocks));
+  const int64_t per_block = kRowsPerBlock * kRowsPerWarp;
+  const dim3 grid(static_cast<unsigned>((m.rows + per_block - 1) / per_block));
+  if (m.type == DType::Q4_0) {
+    gemv_q4_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), g_x.q, g_x.d, g_x.s, y, rows, nb, rows);
+  } else {
+    gemv_q8_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), g_x.q, g_x.d, g_x.s, y, rows, nb, rows);
   }
 }
 

@@ -33,6 +33,8 @@ void copy_to_device(float* dst, const float* src, size_t n);
 void copy_to_host(float* dst, const float* src, size_t n);
 
 // y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens (1..8); x [n_tokens][cols], y [n_tokens][rows].
+// Q4_0 / Q8_0 weights take x rounded to Q8_0 blocks first (as the CPU backend and llama.cpp do)
+// and multiply in integers; F16 weights take x as it is.
 void gemv(const DeviceMatrix& w, const float* x, float* y, int n_tokens);
 
 // Mean milliseconds of one gemv over `iters` back-to-back launches (CUDA events).
