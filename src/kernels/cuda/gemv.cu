@@ -308,20 +308,28 @@ void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {
   check(cudaGetLastError(), "gemv launch");
 }
 
-double time_gemv_ms(const DeviceMatrix& m, const float* x, float* y, int n_tokens, int iters) {
+namespace {
+// Milliseconds that `iters` runs of `body` take on the device, after one untimed run.
+template <typename Body>
+double device_ms(int iters, Body body) {
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
-  gemv(m, x, y, n_tokens);
+  body();
   cudaEventRecord(a);
-  for (int i = 0; i < iters; ++i) gemv(m, x, y, n_tokens);
+  for (int i = 0; i < iters; ++i) body();
   cudaEventRecord(b);
   check(cudaEventSynchronize(b), "sync");
   float ms = 0;
   cudaEventElapsedTime(&ms, a, b);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
-  return ms / iters;
+  return ms;
+}
+}  // namespace
+
+double time_gemv_ms(const DeviceMatrix& m, const float* x, float* y, int n_tokens, int iters) {
+  return device_ms(iters, [&] { gemv(m, x, y, n_tokens); }) / iters;
 }
 
 double copy_bandwidth_gb_s(size_t bytes, int iters) {
@@ -329,16 +337,7 @@ double copy_bandwidth_gb_s(size_t bytes, int iters) {
   check(cudaMalloc(&src, bytes), "malloc");
   check(cudaMalloc(&dst, bytes), "malloc");
   cudaMemset(src, 1, bytes);
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
-  cudaEventRecord(a);
-  for (int i = 0; i < iters; ++i) cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
-  cudaEventRecord(b);
-  check(cudaEventSynchronize(b), "sync");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, a, b);
+  const double ms = device_ms(iters, [&] { cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice); });
   cudaFree(src);
   cudaFree(dst);
   return 2.0 * static_cast<double>(bytes) * iters / (ms * 1e-3) / 1e9;
