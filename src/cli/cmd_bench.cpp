@@ -180,6 +180,7 @@ Runner add_bench(CLI::App& app) {
           bar.update(done, total);
           const BenchResult r = run_bench_test(engine, t, o->reps);
           ++done;
+          const ResidentMemory resident = resident_memory();
           nlohmann::json samples = nlohmann::json::array();
           for (const auto& s : r.samples) samples.push_back({{"seconds", s.seconds}, {"tokens_per_s", s.tokens_per_s}});
           nlohmann::json j = {{"engine", "vireo"},
@@ -201,8 +202,8 @@ Runner add_bench(CLI::App& app) {
                               {"avg_ts", r.mean_tokens_per_s},
                               {"stddev_ts", r.stddev_tokens_per_s},
                               {"peak_rss_bytes", peak_rss_bytes()},
-                              {"rss_anon_bytes", resident_memory().anon_bytes},
-                              {"rss_file_bytes", resident_memory().file_bytes}};
+                              {"rss_anon_bytes", resident.anon_bytes},
+                              {"rss_file_bytes", resident.file_bytes}};
           if (!r.itl_ms.empty()) {
             j["itl_ms"] = {{"mean", std::accumulate(r.itl_ms.begin(), r.itl_ms.end(), 0.0) / static_cast<double>(r.itl_ms.size())},
                            {"p50", percentile(r.itl_ms, 0.5)},
