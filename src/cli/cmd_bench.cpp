@@ -102,7 +102,10 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx");
   cmd->add_flag("--refresh-probe", o->refresh_probe, "Measure the hardware peaks again instead of using the cached ones");
   cmd->add_flag("--no-probe", o->no_probe, "Skip the hardware probe and the roofline");
-  return [o, cmd] {
+  Runner serve = add_bench_serve(*cmd);
+  const CLI::App* serve_cmd = cmd->get_subcommand("serve");
+  return [o, cmd, serve, serve_cmd] {
+    if (serve_cmd->parsed()) return serve();
     if (o->device == "cuda") {
       throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend yet; use --device cpu");
     }

@@ -19,5 +19,7 @@ Runner add_score(CLI::App& app);
 Runner add_embed(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_bench_serve(CLI::App& bench);  // `vireo bench serve`, registered by add_bench
+Runner add_serve(CLI::App& app);
 
 }  // namespace vireo::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(vireo::cli::add_embed);
   add(vireo::cli::add_quantize);
   add(vireo::cli::add_bench);
+  add(vireo::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -76,6 +76,35 @@ void KvCache::remove_sequence(SeqId seq) {
   free_[begin] = len;
 }
 
+bool KvCache::resize(SeqId seq, int32_t capacity) {
+  Sequence& s = get(seq);
+  if (capacity < s.length || capacity <= 0) {
+    fail(ErrorCode::InvalidArgument, "KV cache: resize sequence {} to {} cells, below its {} tokens", seq, capacity,
+         s.length);
+  }
+  if (capacity == s.capacity) return true;
+  const int32_t end = s.begin + s.capacity;
+  if (capacity < s.capacity) {  // give the tail back, merged with a free run after it
+    int32_t len = s.capacity - capacity;
+    auto next = free_.find(end);
+    if (next != free_.end()) {
+      len += next->second;
+      free_.erase(next);
+    }
+    free_[s.begin + capacity] = len;
+    s.capacity = capacity;
+    return true;
+  }
+  auto next = free_.find(end);
+  const int32_t extra = capacity - s.capacity;
+  if (next == free_.end() || next->second < extra) return false;
+  const int32_t left = next->second - extra;
+  free_.erase(next);
+  if (left > 0) free_[end + extra] = left;
+  s.capacity = capacity;
+  return true;
+}
+
 void KvCache::truncate(SeqId seq, int32_t length) {
   Sequence& s = get(seq);
   if (length < 0 || length > s.length) fail(ErrorCode::InvalidArgument, "KV cache: truncate to {} of {}", length, s.length);

@@ -33,6 +33,9 @@ class KvCache {
   int32_t capacity(SeqId seq) const { return get(seq).capacity; }
   // Forgets the tokens from `length` on (for retries and prefix reuse).
   void truncate(SeqId seq, int32_t length);
+  // Changes the cells a sequence owns, in place: shrinking (never below its length) frees the tail;
+  // growing succeeds only when the cells right after it are free. Returns whether it was done.
+  bool resize(SeqId seq, int32_t capacity);
   // Free cells in the largest free run.
   int64_t largest_free_run() const;
 

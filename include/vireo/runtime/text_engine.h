@@ -70,6 +70,7 @@ class TextEngine {
   KvCache& cache() { return *cache_; }
   Generator& generator() { return *generator_; }
   int64_t n_ctx() const { return cache_->n_cells(); }
+  const std::vector<int32_t>& eog_tokens() const { return eog_tokens_; }  // end-of-generation ids
   bool has_chat_template() const { return template_ != nullptr; }
   void set_chat_template(const std::string& source);  // replaces the model's
 
