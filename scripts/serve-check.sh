@@ -8,7 +8,7 @@
 #
 #   scripts/serve-check.sh [--model FILE] [-t THREADS] [--clients 64] [--seconds 120] [--parallel 16]
 #
-# Default model: the synthetic Llama-3.2-1B Q4_0 of `vireo bench`. Needs Node.js for the soak.
+# Default model: a synthetic Llama-3.2-1B Q4_0 with Llama 3's vocabulary. Needs Node.js for the soak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIREO=${VIREO:-build/vireo}
@@ -32,8 +32,13 @@ cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$OUT
 trap cleanup EXIT
 
 if [ -z "$MODEL" ]; then
-  "$VIREO" bench --synthetic llama3.2-1b --type q4_0 -p 1 -n 0 -r 1 -t "$THREADS" -o json --no-probe > /dev/null
-  MODEL="$VIREO_CACHE/synth/llama3.2-1b-q4_0.gguf"
+  # Random weights over a real vocabulary, so that generated tokens are text (the built-in
+  # vocabulary pads with unused tokens, which render as nothing).
+  VOCAB=${VIREO_SHARED_DIR:-../shared}/vocab/ggml-vocab-llama-bpe.gguf
+  [ -f "$VOCAB" ] || { echo "give --model FILE (a model with a real tokenizer); $VOCAB is absent" >&2; exit 1; }
+  MODEL="$VIREO_CACHE/synth/llama3.2-1b-q4_0-bpe.gguf"
+  mkdir -p "$(dirname "$MODEL")"
+  [ -f "$MODEL" ] || "$VIREO" synth --arch llama3.2-1b --type q4_0 --vocab "$VOCAB" -o "$MODEL" > /dev/null
 fi
 
 echo "[1/4] engine: vireo bench pp$PROMPT and tg$GEN" >&2

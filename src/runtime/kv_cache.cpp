@@ -14,9 +14,14 @@ KvCache::KvCache(const LanguageModel& model, int64_t n_cells, DType type) : n_ce
   }
   if (type != DType::F16 && type != DType::F32) fail(ErrorCode::Unsupported, "KV cache type must be F16 or F32");
   Backend& be = model.backend();
+  // Written once now, so the whole cache is resident from the start: memory use is what it will
+  // be under load, and no step pays for first-touch page faults.
+  const std::vector<uint8_t> zeros(static_cast<size_t>(n_cells * model.kv_dim()) * (type == DType::F16 ? 2 : 4), 0);
   for (uint32_t l = 0; l < model.config().n_layer; ++l) {
     buffers_.k.push_back(be.alloc(type, n_cells, model.kv_dim()));  // [n_cells, n_head_kv*head_dim]
     buffers_.v.push_back(be.alloc(type, n_cells, model.kv_dim()));
+    be.upload(buffers_.k.back(), zeros.data());
+    be.upload(buffers_.v.back(), zeros.data());
   }
   free_[0] = static_cast<int32_t>(n_cells);
 }

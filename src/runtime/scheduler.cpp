@@ -293,7 +293,8 @@ void Scheduler::step() {
   if (batch.size() == 0) return;
   const Buffer out = engine_.language_model().forward(batch, cache.buffers());
   const auto n_vocab = static_cast<size_t>(engine_.config().n_vocab);
-  std::vector<float> logits(outputs.size() * n_vocab);
+  std::vector<float>& logits = logits_;  // kept between steps: no large allocation per token
+  logits.resize(outputs.size() * n_vocab);
   if (!outputs.empty()) engine_.backend().download(out, logits.data());
   int64_t generated = 0;
   for (Slot* s : outputs) {

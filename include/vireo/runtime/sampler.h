@@ -34,6 +34,9 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;  // scratch
+  std::vector<double> probs_;                          // scratch
+  std::vector<float> weights_;                         // scratch
+  std::vector<double> block_sums_;                     // scratch
 };
 
 }  // namespace vireo

@@ -146,6 +146,7 @@ class Scheduler {
   };
   std::vector<CachedSequence> cached_;
   uint64_t clock_ = 0;
+  std::vector<float> logits_;  // [outputs, n_vocab] of the last step
 
   std::mutex vocab_mu_;
   std::shared_ptr<const ConstraintVocab> vocab_;
