@@ -482,7 +482,8 @@ std::vector<double> arrival_offsets(size_t n, double rate, double burstiness, ui
   return t;
 }
 
-json request_body(const RequestSpec& spec, const std::string& model, Endpoint endpoint, bool ignore_eos) {
+json request_body(const RequestSpec& spec, const std::string& model, Endpoint endpoint, bool ignore_eos,
+                  const json& extra_body) {
   json b = {{"model", model}, {"stream", true}, {"stream_options", {{"include_usage", true}}}};
   if (endpoint == Endpoint::Chat) {
     b["messages"] =
@@ -494,6 +495,7 @@ json request_body(const RequestSpec& spec, const std::string& model, Endpoint en
     b["max_tokens"] = spec.max_tokens;
     if (ignore_eos) b["ignore_eos"] = true;  // vLLM, llama.cpp: generate exactly max_tokens; others ignore it
   }
+  if (extra_body.is_object()) b.update(extra_body);  // e.g. {"temperature": 0}
   return b;
 }
 
@@ -794,7 +796,7 @@ RunResult run(Options o, const Progress& progress) {
 
   std::vector<std::string> bodies;
   bodies.reserve(specs.size());
-  for (const auto& s : specs) bodies.push_back(request_body(s, o.model, o.endpoint, o.ignore_eos).dump());
+  for (const auto& s : specs) bodies.push_back(request_body(s, o.model, o.endpoint, o.ignore_eos, o.extra_body).dump());
   const std::vector<double> arrivals = arrival_offsets(specs.size(), o.rate, o.burstiness, o.seed);
 
   RunResult result;

@@ -23,6 +23,7 @@ Runner add_bench_serve(CLI::App& bench) {
     serve_load::Options load;
     std::string endpoint = "chat", rate = "inf", slo, output = "table", report;
     bool no_ignore_eos = false;
+    std::string extra_body;
   };
   auto s = std::make_shared<Opts>();
   auto& o = s->load;
@@ -45,6 +46,7 @@ Runner add_bench_serve(CLI::App& bench) {
   cmd->add_option("--output-len", o.output_len, "max_tokens of each request (0: let the server stop)")
       ->capture_default_str();
   cmd->add_flag("--no-ignore-eos", s->no_ignore_eos, "Do not send \"ignore_eos\": true with max_tokens");
+  cmd->add_option("--extra-body", s->extra_body, "JSON object merged into every request, e.g. '{\"temperature\": 0}'");
   cmd->add_option("--dataset", o.dataset,
                   "JSONL prompts: {\"prompt\": ...} or {\"messages\": [...]}, optional \"max_tokens\"");
   cmd->add_option("--seed", o.seed, "Seed of the synthetic prompts and the arrival times")->capture_default_str();
@@ -61,6 +63,14 @@ Runner add_bench_serve(CLI::App& bench) {
     o.endpoint = s->endpoint == "completions" ? serve_load::Endpoint::Completions : serve_load::Endpoint::Chat;
     o.rate = serve_load::parse_rate(s->rate);
     o.ignore_eos = !s->no_ignore_eos;
+    if (!s->extra_body.empty()) {
+      try {
+        o.extra_body = nlohmann::json::parse(s->extra_body);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(ErrorCode::InvalidArgument, "--extra-body is not valid JSON: " + std::string(e.what()));
+      }
+      if (!o.extra_body.is_object()) throw Error(ErrorCode::InvalidArgument, "--extra-body must be a JSON object");
+    }
     if (!s->slo.empty()) o.slo = serve_load::parse_slo(s->slo);
     if (!o.dataset.empty() && cmd->count("--requests") == 0) o.requests = 0;
     if (o.api_key.empty()) {

@@ -88,6 +88,7 @@ struct Options {
   int input_len = 256;                                    // synthetic prompts: about this many tokens
   int output_len = 128;                                   // max_tokens (0: let the server stop)
   bool ignore_eos = true;                                 // send "ignore_eos": true with max_tokens
+  nlohmann::json extra_body = nullptr;                    // fields merged into every request body
   std::string dataset;                                    // jsonl: {"prompt"} or {"messages"}, optional "max_tokens"
   uint64_t seed = 0;
   std::string api_key;     // sent as "Authorization: Bearer ..."
@@ -117,7 +118,8 @@ std::vector<RequestSpec> load_dataset(const std::string& path, size_t n, int out
 std::vector<double> arrival_offsets(size_t n, double rate, double burstiness, uint64_t seed);
 
 // The JSON body of one streaming request.
-nlohmann::json request_body(const RequestSpec& spec, const std::string& model, Endpoint endpoint, bool ignore_eos);
+nlohmann::json request_body(const RequestSpec& spec, const std::string& model, Endpoint endpoint, bool ignore_eos,
+                            const nlohmann::json& extra_body = nullptr);
 
 // ---- Running ------------------------------------------------------------------------------------
 
