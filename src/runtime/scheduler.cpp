@@ -109,6 +109,10 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenerationRequest request) {
     fail(ErrorCode::InvalidArgument, "the prompt has {} tokens but a request's context holds {}", request.prompt.size(),
          seq_ctx_);
   }
+  if (request.max_tokens > 0 && static_cast<int64_t>(request.prompt.size()) + request.max_tokens > seq_ctx_) {
+    fail(ErrorCode::InvalidArgument, "the prompt has {} tokens and max_tokens asks for {} more, but a request's context holds {}",
+         request.prompt.size(), request.max_tokens, seq_ctx_);
+  }
   request.top_logprobs = std::min(request.top_logprobs, kMaxTopLogprobs);
   auto handle = std::make_shared<RequestHandle>();
   if (request.max_tokens == 0) {  // nothing to generate: answer at once

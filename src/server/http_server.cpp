@@ -143,6 +143,7 @@ struct Server::Impl {
   httplib::Server http;
   Metrics metrics;
   int port = -1;
+  std::atomic<bool> stopping{false};  // set by stop(): open requests end at once
 
   LoadedModel& find_model(const std::string& name, bool generate) {
     for (auto& m : models) {
@@ -160,6 +161,7 @@ struct Server::Impl {
     }
     if (n == 1 && (name.empty() || models.size() == 1)) return *only;
     if (n == 0) throw ApiError(400, generate ? "no text generation model is loaded" : "no embedding model is loaded", "model");
+    if (name.empty()) throw ApiError(400, "'model' is required when several models are served", "model");
     throw ApiError(404, fmt::format("The model '{}' does not exist", name), "model", "invalid_request_error", "model_not_found");
   }
 
@@ -268,10 +270,11 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
     return json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
                 {"model", model_id}, {"system_fingerprint", "vireo"}, {"choices", std::move(choices)}};
   };
-  auto usage_of = [&](const std::vector<GenerationEvent>& finals) {
+  // By value: the streaming provider calls it after this function has returned.
+  auto usage_of = [n_choices = static_cast<size_t>(p.n)](const std::vector<GenerationEvent>& finals) {
     int64_t prompt = 0, completion = 0, cached = 0;
     for (size_t i = 0; i < finals.size(); ++i) {
-      if (i % static_cast<size_t>(p.n) == 0) prompt += finals[i].prompt_tokens, cached += finals[i].cached_tokens;
+      if (i % n_choices == 0) prompt += finals[i].prompt_tokens, cached += finals[i].cached_tokens;
       completion += finals[i].completion_tokens;
     }
     return json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion},
@@ -283,6 +286,7 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
     for (size_t i = 0; i < handles.size(); ++i) {
       std::vector<GenerationEvent> events;
       while (handles[i]->next(events, std::chrono::milliseconds(100))) {
+        if (stopping) handles[i]->cancel();
         for (auto& e : events) {
           choices[i].text += e.text;
           for (auto& lp : e.logprobs) choices[i].logprobs.push_back(std::move(lp));
@@ -370,6 +374,7 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
         std::vector<GenerationEvent> events;
         const auto wait = std::chrono::milliseconds(count == 1 ? 200 : 2);
         while (remaining > 0) {
+          if (stopping) return fail_all();
           for (size_t i = 0; i < count; ++i) {
             if (!open[i]) continue;
             events.clear();
@@ -664,7 +669,9 @@ int Server::bind() {
 void Server::serve() { impl_->http.listen_after_bind(); }
 
 void Server::stop() {
-  if (impl_) impl_->http.stop();
+  if (!impl_) return;
+  impl_->stopping = true;
+  impl_->http.stop();
 }
 
 int Server::port() const { return impl_->port; }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -53,7 +54,10 @@ class ServerTest : public testing::Test {
     e.type = "f16";
     e.n_layer = 2;
     synthesize_model(e, dir_->file("bge.gguf"));
-    // Slow enough per token that a long generation outlasts the test's steps.
+  }
+  // Slow enough per token that a long generation outlasts a test's steps (made only where needed).
+  static void make_slow_model() {
+    if (std::filesystem::exists(dir_->file("slow.gguf"))) return;
     SynthOptions slow;
     slow.preset = "llama3.2-1b";
     slow.type = "q8_0";
@@ -263,6 +267,18 @@ TEST_F(ServerTest, BadRequestsGetOpenAIErrors) {
   check("/v1/embeddings", R"({"model":"bge"})", 400, "input");
   std::string long_prompt(4000, 'x');
   check("/v1/completions", json{{"prompt", long_prompt}}.dump(), 400, "prompt");  // longer than the context
+  check("/v1/completions", R"({"prompt":"x","max_tokens":1000000000})", 400, "prompt");
+  check("/v1/completions", "{\"prompt\":\"\xff\xfe bad utf-8\"}", 400, "");
+  check("/v1/completions", R"({"prompt":"x","n":100})", 400, "n");
+  check("/v1/completions", R"({"prompt":"x","stop":[1,2]})", 400, "stop");
+  // A 10 MB body is refused before it is parsed.
+  auto big = c->Post("/v1/completions", "{\"prompt\":\"" + std::string(10u << 20, 'a') + "\"}", "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_TRUE(json::parse(big->body)["error"]["message"].is_string());
+  // And the server goes on serving.
+  const json ok = post(*c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 2}, {"ignore_eos", true}});
+  EXPECT_EQ(ok["usage"]["completion_tokens"], 2);
 }
 
 TEST_F(ServerTest, ApiKeyAndBodyLimit) {
@@ -297,6 +313,7 @@ TEST_F(ServerTest, FullQueueAnswers429AndDisconnectsStopGeneration) {
   SchedulerOptions sched;
   sched.max_batch = 1;
   sched.max_queue = 1;
+  make_slow_model();
   auto r = start({}, sched, false, "slow.gguf");
   const json long_req = {{"prompt", "x"}, {"max_tokens", 3000}, {"ignore_eos", true}, {"stream", true}};
   // First: a stream whose client hangs up when told to.
