@@ -169,10 +169,12 @@ Runner add_bench(CLI::App& app) {
         eo.n_ctx = max_cells;
         TextEngine engine(path, eo);
         HardwarePeaks peaks;
+        nlohmann::json hardware;  // the peaks at this thread count
         if (roof) {
           peaks = probe_cpu(static_cast<unsigned>(threads), o->isa, o->refresh_probe);
-          doc["hardware"] = {{"device", peaks.device}, {"mem_gb_s", peaks.mem_gb_s}, {"int8_tops", peaks.int8_tops},
-                             {"float_tflops", peaks.float_tflops}, {"from_cache", peaks.from_cache}};
+          hardware = {{"device", peaks.device}, {"mem_gb_s", peaks.mem_gb_s}, {"int8_tops", peaks.int8_tops},
+                      {"float_tflops", peaks.float_tflops}, {"from_cache", peaks.from_cache}};
+          if (!doc.contains("hardware")) doc["hardware"] = hardware;  // the first probe; each result has its own
         }
         const ModelCost cost = model_cost(engine.config(), static_cast<double>(engine.language_model().weight_bytes()),
                                           main_weight_type(engine.model()), engine.cache().type());
@@ -216,6 +218,7 @@ Runner add_bench(CLI::App& app) {
           }
           Roofline rl;
           if (roof) {
+            j["hardware"] = hardware;
             rl = analyze(cost, peaks, t.n_prompt, t.n_gen, t.depth, t.batch, r.mean_tokens_per_s);
             j["roofline"] = {{"bytes_per_token", rl.bytes_per_token}, {"flops_per_token", rl.flops_per_token},
                              {"achieved_gb_s", rl.achieved_gb_s},     {"achieved_tflops", rl.achieved_tflops},
