@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include "vireo/bench/report.h"
 #include "vireo/core/error.h"
 
 namespace vireo::serve_load {
@@ -985,19 +986,7 @@ std::string format_table(const RunResult& r) {
 
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
+std::string esc(const std::string& s) { return html_escape(s); }
 
 constexpr double kW = 640, kH = 320, kL = 64, kR = 20, kT = 34, kB = 46;
 

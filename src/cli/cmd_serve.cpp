@@ -92,6 +92,7 @@ Runner add_serve(CLI::App& app) {
       std::fprintf(stderr, "vireo: stopping\n");
       server.stop();
     });
+    for (const auto& line : server.describe()) std::fprintf(stderr, "vireo: %s\n", line.c_str());
     std::string names;
     for (const auto& n : server.model_names()) names += (names.empty() ? "" : ", ") + n;
     std::printf("vireo: serving %s at http://%s:%d/v1\n", names.c_str(), o->host.c_str(), port);

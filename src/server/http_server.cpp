@@ -682,4 +682,21 @@ std::vector<std::string> Server::model_names() const {
   return names;
 }
 
+std::vector<std::string> Server::describe() const {
+  std::vector<std::string> lines;
+  for (const auto& m : impl_->models) {
+    if (m->embed) {
+      lines.push_back(fmt::format("{}: embeddings, {} dimensions, up to {} tokens per input", m->id, m->embed->config().n_embd,
+                                  m->embed->max_len()));
+      continue;
+    }
+    const auto& so = m->scheduler->options();
+    lines.push_back(fmt::format("{}: generation, up to {} tokens per request, {} sequences in parallel, KV cache of {} cells ({:.0f} MiB){}",
+                                m->id, m->scheduler->seq_ctx(), so.max_batch, m->engine->n_ctx(),
+                                static_cast<double>(m->engine->cache().bytes()) / (1 << 20),
+                                m->engine->has_chat_template() ? "" : ", no chat template (completions only)"));
+  }
+  return lines;
+}
+
 }  // namespace vireo::server

@@ -210,7 +210,7 @@ json ApiError::body() const {
 json parse_body(const std::string& body) {
   try {
     return json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers too large for a double
     throw ApiError(400, fmt::format("the request body is not valid JSON: {}", e.what()));
   }
 }

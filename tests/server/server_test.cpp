@@ -256,6 +256,7 @@ TEST_F(ServerTest, BadRequestsGetOpenAIErrors) {
   };
   check("/v1/chat/completions", "{not json", 400, "");
   check("/v1/chat/completions", "[1,2]", 400, "");
+  check("/v1/chat/completions", R"({"temperature": 5555e55555})", 400, "");  // a number beyond double
   check("/v1/chat/completions", R"({"model":"tiny"})", 400, "messages");
   check("/v1/chat/completions", R"({"messages":[{"role":"wizard","content":"x"}]})", 400, "messages[0].role");
   check("/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}],"temperature":7})", 400, "temperature");

@@ -8,6 +8,9 @@
 
 namespace vireo {
 
+// Text made safe inside HTML elements and attribute values.
+std::string html_escape(const std::string& s);
+
 // `report` is the document `vireo bench -o json` prints. Writes DIR/report.html and
 // DIR/results.json; returns the HTML file's path.
 std::string write_bench_report(const std::string& dir, const nlohmann::json& report);

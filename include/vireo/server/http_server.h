@@ -48,6 +48,8 @@ class Server {
   void stop();
   int port() const;
   std::vector<std::string> model_names() const;
+  // One line per model: its kind, context, KV cache and batching, for the start-up message.
+  std::vector<std::string> describe() const;
 
   struct Impl;
 
