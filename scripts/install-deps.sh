@@ -9,6 +9,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libpoppler-cpp-dev libtesseract-dev libleptonica-dev tesseract-ocr-eng libxml2-dev libzip-dev
+  libuchardet-dev libcmark-gfm-dev libcmark-gfm-extensions-dev libmagic-dev libutf8proc-dev
+  libsqlite3-dev libhnswlib-dev libssl-dev
   clang libclang-rt-dev
   chromium
 )

@@ -21,5 +21,10 @@ Runner add_quantize(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_bench_serve(CLI::App& bench);  // `vireo bench serve`, registered by add_bench
 Runner add_serve(CLI::App& app);
+Runner add_ingest(CLI::App& app);
+Runner add_search(CLI::App& app);
+Runner add_classify(CLI::App& app);
+Runner add_ask(CLI::App& app);
+Runner add_eval_retrieval(CLI::App& app);
 
 }  // namespace vireo::cli

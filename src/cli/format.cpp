@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -40,6 +42,20 @@ void ProgressBar::update(size_t done, size_t total) {
   last_width_ = filled;
   std::fprintf(stderr, "\r%s [%s%s] %zu/%zu", label_.c_str(), std::string(filled, '#').c_str(),
                std::string(kWidth - filled, '.').c_str(), done, total);
+  std::fflush(stderr);
+}
+
+void ProgressBar::update(size_t done, size_t total, const std::string& status) {
+  if (!enabled_ || total == 0) return;
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (done != total && now - last_draw_s_ < 0.1) return;
+  last_draw_s_ = now;
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * std::min(done, total) / total);
+  last_width_ = filled;
+  std::fprintf(stderr, "\r%s [%s%s] %zu/%zu %s\x1b[K", label_.c_str(), std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), done, total, status.c_str());
   std::fflush(stderr);
 }
 

@@ -16,12 +16,15 @@ class ProgressBar {
  public:
   explicit ProgressBar(std::string label);
   void update(size_t done, size_t total);
+  // With a status after the count ("12.5 pages/s, ETA 0:42"), redrawn at most 10 times a second.
+  void update(size_t done, size_t total, const std::string& status);
   void finish();
 
  private:
   std::string label_;
   bool enabled_;
   int last_width_ = -1;
+  double last_draw_s_ = -1;
 };
 
 }  // namespace vireo::cli

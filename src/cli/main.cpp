@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
   add(vireo::cli::add_quantize);
   add(vireo::cli::add_bench);
   add(vireo::cli::add_serve);
+  add(vireo::cli::add_ingest);
+  add(vireo::cli::add_search);
+  add(vireo::cli::add_classify);
+  add(vireo::cli::add_ask);
+  add(vireo::cli::add_eval_retrieval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

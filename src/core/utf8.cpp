@@ -55,4 +55,13 @@ std::string quote_for_error(std::string_view s, size_t max_len) {
   return out;
 }
 
+std::string utf8_truncate(std::string_view s, size_t max_bytes, std::string_view ellipsis) {
+  if (s.size() <= max_bytes) return std::string(s);
+  size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  std::string out(s.substr(0, n));
+  out += ellipsis;
+  return out;
+}
+
 }  // namespace vireo

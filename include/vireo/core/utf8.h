@@ -1,4 +1,4 @@
-// UTF-8 helpers shared by the file readers and (later) the tokenizers.
+// UTF-8 helpers shared by the file readers, the tokenizers and the document stages.
 #pragma once
 #include <string>
 #include <string_view>
@@ -9,5 +9,8 @@ namespace vireo {
 bool is_valid_utf8(std::string_view s);
 // A printable, length-limited rendering of untrusted bytes for error messages.
 std::string quote_for_error(std::string_view s, size_t max_len = 64);
+// At most `max_bytes` of `s`, cut before a character's continuation bytes, with `ellipsis` added
+// when something was cut.
+std::string utf8_truncate(std::string_view s, size_t max_bytes, std::string_view ellipsis = "…");
 
 }  // namespace vireo
