@@ -103,7 +103,9 @@ for i in range(n):
     else:
         open(base + ".bin", "wb").write(os.urandom(256))  # unreadable: recorded as failed
 PY
+t0=$(date +%s.%N)
 "$VIREO" ingest -q -j "$JOBS" --ocr never --index "$OUT/idx-clean" "$OUT/mixed" > /dev/null
+clean_s=$(python3 -c "print($(date +%s.%N) - $t0)")
 dump() {  # documents, statuses and chunk texts, independent of ids and order of arrival
   python3 - "$1/index.sqlite" <<'PY'
 import hashlib, sqlite3, sys
@@ -125,7 +127,8 @@ for t in $(seq 1 "$TRIALS"); do
   idx="$OUT/idx-crash-$t"
   "$VIREO" ingest -q -j "$JOBS" --ocr never --index "$idx" "$OUT/mixed" > /dev/null 2>&1 &
   pid=$!
-  sleep "$(python3 -c "import random; print(round(random.uniform(0.05, 2.5), 2))")"
+  # A moment inside the run: between 2% and 90% of the clean run's time.
+  sleep "$(python3 -c "import random; print(round(random.uniform(0.02, 0.9) * $clean_s, 3))")"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   partial=$( [ -f "$idx/index.sqlite" ] && python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from documents').fetchone()[0])" "$idx/index.sqlite" || echo 0)

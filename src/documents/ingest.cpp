@@ -271,61 +271,80 @@ IngestReport run_ingest(const std::vector<std::string>& paths, const IngestOptio
     });
   }
 
+  // Stores one file; a document the store refuses (a constraint) is recorded as failed instead.
+  auto store_file = [&](ProcessedFile& f) -> std::vector<int64_t> {
+    if (f.unchanged) {
+      sink.touch(f.file);
+      return {};
+    }
+    try {
+      return sink.write(f);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::InvalidArgument || f.failed) throw;  // storage failures stop the run
+      f.failed = true;
+      f.error = fmt::format("could not be stored: {}", e.what());
+      f.doc = {};
+      f.chunks.clear();
+      return sink.write(f);
+    }
+  };
+  // After the commit: counts, progress, and the new chunks to the encoder (whose connection sees
+  // only committed rows).
+  auto account = [&](ProcessedFile& f, std::vector<int64_t>& ids, double write_s) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      report.stage_busy_s["extract"] += f.extract_s;
+      report.stage_busy_s["normalise"] += f.normalise_s;
+      report.stage_busy_s["chunk"] += f.chunk_s;
+      report.stage_busy_s["write"] += write_s;
+      ++prog.done;
+      if (f.unchanged) {
+        ++report.skipped_unchanged;
+      } else if (f.failed) {
+        ++report.failed;
+        ++report.failure_reasons[reason_kind(f.error, f.file.path)];
+        report.failures.emplace_back(f.file.path, f.error);
+      } else {
+        if (f.quality.low_quality) {
+          ++report.low_quality;
+          report.low_quality_files.emplace_back(f.file.path, f.quality.note);
+        } else {
+          ++report.ok;
+        }
+        report.pages += static_cast<int64_t>(f.doc.pages.size());
+        report.chunks += static_cast<int64_t>(ids.size());
+        report.bytes += f.file.size;
+        prog.pages += static_cast<int64_t>(f.doc.pages.size());
+      }
+    }
+    if (options.embed) {
+      for (size_t i = 0; i < ids.size() && i < f.chunks.size(); ++i) embed_queue.push(EmbedItem{ids[i], std::move(f.chunks[i].text)});
+    }
+  };
+
   std::thread writer([&] {
     try {
-      while (auto item = done_queue.pop()) {
-        ProcessedFile& f = *item;
-        const bool unchanged_bytes = f.unchanged;
+      // Files that are ready together are committed together: one transaction per small file
+      // would cost more than the extraction. The batch is bounded so a crash loses little work.
+      constexpr size_t kBatchFiles = 64;
+      constexpr int64_t kBatchBytes = 16 << 20;
+      while (auto first = done_queue.pop()) {
+        std::vector<ProcessedFile> batch;
+        batch.push_back(std::move(*first));
+        int64_t bytes = batch.back().file.size;
+        while (batch.size() < kBatchFiles && bytes < kBatchBytes) {
+          auto more = done_queue.try_pop();
+          if (!more) break;
+          bytes += more->file.size;
+          batch.push_back(std::move(*more));
+        }
         const auto t0 = Clock::now();
-        std::vector<int64_t> ids;
-        if (unchanged_bytes) {
-          sink.touch(f.file);
-        } else {
-          try {
-            ids = sink.write(f);
-          } catch (const Error& e) {
-            // The store refused this document's data (a constraint): record the file as failed
-            // and go on. Storage failures (Io) stop the run.
-            if (e.code() != ErrorCode::InvalidArgument || f.failed) throw;
-            item->failed = true;
-            item->error = fmt::format("could not be stored: {}", e.what());
-            item->doc = {};
-            item->chunks.clear();
-            sink.write(*item);
-          }
-        }
-        const double write_s = seconds_since(t0);
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          report.stage_busy_s["extract"] += f.extract_s;
-          report.stage_busy_s["normalise"] += f.normalise_s;
-          report.stage_busy_s["chunk"] += f.chunk_s;
-          report.stage_busy_s["write"] += write_s;
-          ++prog.done;
-          if (unchanged_bytes) {
-            ++report.skipped_unchanged;
-          } else if (f.failed) {
-            ++report.failed;
-            ++report.failure_reasons[reason_kind(f.error, f.file.path)];
-            report.failures.emplace_back(f.file.path, f.error);
-          } else {
-            if (f.quality.low_quality) {
-              ++report.low_quality;
-              report.low_quality_files.emplace_back(f.file.path, f.quality.note);
-            } else {
-              ++report.ok;
-            }
-            report.pages += static_cast<int64_t>(f.doc.pages.size());
-            report.chunks += static_cast<int64_t>(ids.size());
-            report.bytes += f.file.size;
-            prog.pages += static_cast<int64_t>(f.doc.pages.size());
-          }
-        }
-        if (options.embed) {
-          for (size_t i = 0; i < ids.size() && i < f.chunks.size(); ++i) {
-            embed_queue.push(EmbedItem{ids[i], f.chunks[i].text});
-          }
-        }
+        std::vector<std::vector<int64_t>> ids(batch.size());
+        sink.begin_batch();
+        for (size_t i = 0; i < batch.size(); ++i) ids[i] = store_file(batch[i]);
+        sink.end_batch();
+        const double write_s = seconds_since(t0) / static_cast<double>(batch.size());
+        for (size_t i = 0; i < batch.size(); ++i) account(batch[i], ids[i], write_s);
         report_progress();
       }
     } catch (...) {

@@ -192,9 +192,11 @@ struct PageCounts {
   int64_t characters = 0;  // code points other than whitespace
   int64_t garbage = 0;
   int64_t alnum = 0;
-  int words = 0;
+  int words = 0;      // judged words: the first kMaxJudgedWords of a page make a fair sample
   int word_like = 0;
 };
+
+constexpr int kMaxJudgedWords = 4000;
 
 // Symbol soup: a line of at least 10 visible characters of which under a quarter are letters or
 // digits and at least 4 different symbols appear ("@#%&*{~^" from a font without a usable ToUnicode
@@ -229,6 +231,7 @@ void count_block(const Block& block, PageCounts& counts) {
   auto end_token = [&](size_t end) {
     if (!in_token) return;
     in_token = false;
+    if (counts.words >= kMaxJudgedWords) return;
     // Tokens of absurd length are garbage anyway; judging a prefix bounds the work.
     const int verdict = judge_token(text.substr(token_start, std::min<size_t>(end - token_start, 256)), token_ascii);
     if (verdict >= 0) {

@@ -35,6 +35,16 @@ class BoundedQueue {
     return item;
   }
 
+  // An item if one is waiting now; never blocks.
+  std::optional<T> try_pop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (items_.empty()) return std::nullopt;
+    T item = std::move(items_.front());
+    items_.pop_front();
+    not_full_.notify_one();
+    return item;
+  }
+
   // No more pushes; consumers drain what is left.
   void close() {
     std::lock_guard<std::mutex> lock(mu_);

@@ -52,6 +52,9 @@ class IngestSink {
   // Called from the single writer thread, in completion order; stores the file atomically and
   // returns the ids of its chunks (for the embedding stage).
   virtual std::vector<int64_t> write(const ProcessedFile& file) = 0;
+  // Writes between these two calls may be committed together (each file still all or nothing).
+  virtual void begin_batch() {}
+  virtual void end_batch() {}
   // A file whose bytes are unchanged but whose mtime moved: just record the new stat.
   virtual void touch(const SourceFile& file) = 0;
   // Called from the embedding thread with a batch of chunks; stores their vectors.

@@ -45,6 +45,8 @@ class IndexSink : public IngestSink {
   std::unordered_map<std::string, KnownFile> known_files() override;
   std::vector<int64_t> write(const ProcessedFile& file) override;
   void touch(const SourceFile& file) override;
+  void begin_batch() override { writer_->begin_batch(); }
+  void end_batch() override { writer_->commit_batch(); }
   void embed(const std::vector<int64_t>& chunk_ids, const std::vector<std::string>& texts) override;
   int64_t embed_pending(int batch, const std::function<bool()>& stop) override;
   int remove_missing(const std::vector<std::string>& roots, const std::vector<std::string>& seen) override;

@@ -75,6 +75,12 @@ class IndexStore {
   // the chunks' ids, in order, go to `chunk_ids` when given.
   int64_t put_document(const DocumentRecord& doc, const std::vector<Page>& pages,
                        const std::vector<Chunk>& chunks, std::vector<int64_t>* chunk_ids = nullptr);
+  // Several documents in one transaction (writing many small documents is far cheaper so); each
+  // put_document / put_failed inside stays all or nothing on its own. A batch not committed is
+  // rolled back.
+  void begin_batch();
+  void commit_batch();
+
   // A failed file: recorded with its reason (replacing an earlier record of the path).
   int64_t put_failed(const DocumentRecord& doc);
   // Removes documents whose path is not in `keep` among those under `roots` (files deleted since).
@@ -120,6 +126,7 @@ class IndexStore {
   IndexStore(std::string dir, sqlite3* db);
   std::string dir_;
   sqlite3* db_;
+  bool batch_open_ = false;
   struct Statements;
   std::unique_ptr<Statements> st_;
 };
