@@ -169,3 +169,117 @@ BenchResult run_bench_test(TextEngine& e, const BenchTest& test, int reps) {
 }
 
 }  // namespace vireo
+
+namespace vireo {
+
+std::string LatencyScenario::name() const { return "latency " + label + " (p" + std::to_string(n_prompt) + ",n" + std::to_string(n_gen) + ")"; }
+
+double LatencyRep::decode_tokens_per_s() const {
+  double ms = 0;
+  for (double v : itl_ms) ms += v;
+  return ms > 0 ? 1000.0 * static_cast<double>(itl_ms.size()) / ms : 0;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = std::clamp(p, 0.0, 1.0) * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+std::vector<LatencyScenario> parse_latency_scenarios(const std::string& text, int32_t n_gen, int64_t n_ctx) {
+  if (n_gen < 1) fail(ErrorCode::InvalidArgument, "--latency: -n must be >= 1, got {}", n_gen);
+  if (n_ctx < int64_t{n_gen} + 1) fail(ErrorCode::InvalidArgument, "--latency: {} generated tokens do not fit a context of {}", n_gen, n_ctx);
+  std::vector<LatencyScenario> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    int64_t n = 0;
+    if (item == "short") n = 32;
+    else if (item == "medium") n = 512;
+    else if (item == "long") n = 2048;
+    else {
+      size_t used = 0;
+      try {
+        n = std::stoll(item, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      if (used == 0 || used != item.size() || n < 1) {
+        fail(ErrorCode::InvalidArgument, "--latency '{}': expected short, medium, long or a prompt size >= 1", item);
+      }
+    }
+    const int64_t fits = std::min<int64_t>(n, n_ctx - n_gen);  // clamped to what fits the context
+    out.push_back({item, static_cast<int32_t>(fits), n_gen});
+  }
+  if (out.empty()) fail(ErrorCode::InvalidArgument, "--latency: no scenarios");
+  return out;
+}
+
+LatencyResult run_latency_test(TextEngine& e, const LatencyScenario& scenario, int reps) {
+  if (reps < 1) fail(ErrorCode::InvalidArgument, "repetitions must be >= 1, got {}", reps);
+  if (int64_t{scenario.n_prompt} + scenario.n_gen > e.cache().largest_free_run()) {
+    fail(ErrorCode::InvalidArgument, "{} needs {} KV cells but the cache holds {}", scenario.name(),
+         scenario.n_prompt + scenario.n_gen, e.n_ctx());
+  }
+  const auto prompt = bench_prompt_ids(scenario.n_prompt, static_cast<int32_t>(e.config().n_vocab));
+  GenerateOptions go;
+  go.max_tokens = scenario.n_gen;  // no stop tokens: every repetition makes exactly n_gen tokens
+  LatencyResult r;
+  r.scenario = scenario;
+  for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
+    LatencyRep lr;
+    const auto t0 = Clock::now();
+    auto last = t0;
+    bool first = true;
+    // The callback sees each token right after it is sampled: the gaps are what a client streams.
+    e.generator().generate(prompt, go, [&](int32_t) {
+      const auto now = Clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+      if (first) lr.ttft_ms = ms;
+      else lr.itl_ms.push_back(ms);
+      first = false;
+      last = now;
+      return true;
+    });
+    lr.e2e_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (rep > 0) r.reps.push_back(std::move(lr));
+  }
+  return r;
+}
+
+}  // namespace vireo
+
+namespace vireo {
+
+nlohmann::json latency_to_json(const LatencyResult& r) {
+  std::vector<double> ttft, e2e, itl, decode;
+  nlohmann::json reps = nlohmann::json::array();
+  for (const auto& rep : r.reps) {
+    ttft.push_back(rep.ttft_ms);
+    e2e.push_back(rep.e2e_ms);
+    decode.push_back(rep.decode_tokens_per_s());
+    itl.insert(itl.end(), rep.itl_ms.begin(), rep.itl_ms.end());
+    reps.push_back({{"ttft_ms", rep.ttft_ms}, {"e2e_ms", rep.e2e_ms}, {"decode_tokens_per_s", rep.decode_tokens_per_s()},
+                    {"itl_ms", rep.itl_ms}});
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+  };
+  auto summary = [&](const std::vector<double>& v) {
+    return nlohmann::json{{"mean", mean(v)}, {"p50", percentile(v, 0.5)}, {"p90", percentile(v, 0.9)}, {"p99", percentile(v, 0.99)}};
+  };
+  return {{"scenario", r.scenario.label},
+          {"n_prompt", r.scenario.n_prompt},
+          {"n_gen", r.scenario.n_gen},
+          {"ttft_ms", summary(ttft)},
+          {"itl_ms", summary(itl)},
+          {"e2e_ms", summary(e2e)},
+          {"decode_tokens_per_s", mean(decode)},
+          {"repetitions", reps}};
+}
+
+}  // namespace vireo

@@ -239,6 +239,46 @@ std::string write_bench_report(const std::string& dir, const json& report) {
     }
   }
 
+  // Latency scenarios: time to first token of each.
+  std::string extra;
+  {
+    std::vector<std::pair<std::string, double>> ttft;
+    std::vector<double> spread;
+    for (const auto& r : results) {
+      if (!r.contains("latency")) continue;
+      const auto& t = r["latency"]["ttft_ms"];
+      ttft.emplace_back(short_name(r), t.value("mean", 0.0));
+      spread.push_back(std::max(0.0, t.value("p90", 0.0) - t.value("mean", 0.0)));
+    }
+    if (!ttft.empty()) {
+      Chart c("latency", "Time to first token (ms, mean; whisker to p90)", "", "milliseconds");
+      c.bars(ttft, spread);
+      extra += c.svg();
+    }
+  }
+  // Stress runs: memory and decode rate over time.
+  if (report.contains("stress")) {
+    Chart mem_t("stress-memory", "Stress: memory over time", "seconds", "MiB");
+    Chart rate_t("stress-rate", "Stress: tokens/s over time (windows)", "seconds", "tokens/s");
+    for (const auto& st : report["stress"]) {
+      const std::string m = fs::path(st.value("model", std::string())).filename().string();
+      Chart::Series rss{m + " resident", {}, true, false, ""}, gpu_mem{m + " GPU memory used", {}, true, false, "4 3"};
+      for (const auto& s : st.value("memory", json::array())) rss.pts.emplace_back(s.value("t_s", 0.0), s.value("rss_bytes", 0.0) / 1048576.0);
+      for (const auto& s : st.value("gpu_memory", json::array())) {
+        gpu_mem.pts.emplace_back(s.value("t_s", 0.0), s.value("memory_used_bytes", 0.0) / 1048576.0);
+      }
+      mem_t.add(rss);
+      if (!gpu_mem.pts.empty()) mem_t.add(gpu_mem);
+      Chart::Series rate{fmt::format("{} ({}; slowdown {:.1f}%)", m, st.value("verdict", std::string()), st.value("slowdown_pct", 0.0)),
+                         {}, true, true, ""};
+      for (const auto& w : st.value("windows", json::array())) {
+        rate.pts.emplace_back((w.value("t0_s", 0.0) + w.value("t1_s", 0.0)) / 2, w.value("tokens_per_s", 0.0));
+      }
+      rate_t.add(rate);
+    }
+    extra += mem_t.svg() + rate_t.svg();
+  }
+
   std::string rows;
   for (const auto& r : results) {
     const json rl = r.value("roofline", json::object());
@@ -260,7 +300,7 @@ td.n{text-align:right}.chart{border:1px solid #ddd;margin:8px 8px 0 0}.title{fon
   html += "<p>On a GPU, NVML's 'utilization' is the share of time a kernel was running, not how much of the compute units it used; the roofline fraction is the measure of use.</p>";
   html += "<table><tr><th>model</th><th>backend</th><th>test</th><th>tokens/s</th><th>GB/s</th><th>of roofline</th><th>verdict</th><th>advice</th></tr>\n" + rows + "</table>\n";
   html += tput.svg() + versus("vs-batch", "Tokens/s versus batch (sequences)", "batch") +
-          versus("vs-depth", "Tokens/s versus context depth", "depth") + hist.svg() + mem.svg() + roof.svg();
+          versus("vs-depth", "Tokens/s versus context depth", "depth") + hist.svg() + mem.svg() + roof.svg() + extra;
   html += "\n<h2>Data</h2><pre id=\"data\">" + esc(report.dump(2)) + "</pre></body></html>\n";
 
   const std::string html_path = (fs::path(dir) / "report.html").string();

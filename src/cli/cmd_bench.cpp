@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <thread>
 
@@ -17,10 +19,12 @@
 #include "commands.h"
 #include "format.h"
 #include "vireo/bench/benchmark.h"
+#include "vireo/bench/gpu_monitor.h"
 #include "vireo/bench/peer.h"
 #include "vireo/bench/probe.h"
 #include "vireo/bench/report.h"
 #include "vireo/bench/roofline.h"
+#include "vireo/bench/stress.h"
 #include "vireo/core/error.h"
 #include "vireo/models/synth.h"
 
@@ -44,15 +48,6 @@ std::string synthetic_model(const std::string& preset, const std::string& type, 
     bar.finish();
   }
   return path.string();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
 // The weight type that dominates the file's bytes (for the roofline's choice of peak).
@@ -80,6 +75,8 @@ Runner add_bench(CLI::App& app) {
     std::string output = "table", isa, report, peer, peer_bin, device = "cpu";
     uint32_t layers = 0;
     bool refresh_probe = false, no_probe = false;
+    std::string latency;
+    double stress_s = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->models, "Model files (GGUF, safetensors, MLX)");
@@ -102,10 +99,18 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx");
   cmd->add_flag("--refresh-probe", o->refresh_probe, "Measure the hardware peaks again instead of using the cached ones");
   cmd->add_flag("--no-probe", o->no_probe, "Skip the hardware probe and the roofline");
+  auto* latency_opt = cmd->add_option("--latency", o->latency,
+                                      "Latency scenarios from an empty cache: short,medium,long (32, 512, 2048 prompt "
+                                      "tokens) or prompt sizes; -n tokens each (64)");
+  cmd->add_option("--stress", o->stress_s, "Generate for this many seconds, watching memory growth and slowdown")
+      ->excludes(latency_opt);
   Runner serve = add_bench_serve(*cmd);
+  Runner compare = add_bench_compare(*cmd);
   const CLI::App* serve_cmd = cmd->get_subcommand("serve");
-  return [o, cmd, serve, serve_cmd] {
+  const CLI::App* compare_cmd = cmd->get_subcommand("compare");
+  return [o, cmd, serve, serve_cmd, compare, compare_cmd] {
     if (serve_cmd->parsed()) return serve();
+    if (compare_cmd->parsed()) return compare();
     if (o->device == "cuda") {
       throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend yet; use --device cpu");
     }
@@ -120,6 +125,10 @@ Runner add_bench(CLI::App& app) {
       if (cmd->count("-r") == 0) o->reps = 3;
       if (cmd->count("--report") == 0) o->report = (fs::path(vireo_cache_dir()) / "report").string();
     }
+    const bool latency_mode = !o->latency.empty(), stress_mode = cmd->count("--stress") > 0;
+    if (latency_mode && cmd->count("-n") == 0) o->gens = "64";
+    if (latency_mode || stress_mode) o->prompts = "0";  // these modes replace the pp/tg tests
+    if (stress_mode && !(o->stress_s > 0)) fail(ErrorCode::InvalidArgument, "--stress: seconds must be > 0");
     std::vector<BenchTest> shapes;
     for (int32_t p : parse_int_list(o->prompts, "-p")) if (p > 0) shapes.push_back({p, 0});
     for (int32_t n : parse_int_list(o->gens, "-n")) if (n > 0) shapes.push_back({0, n});
@@ -128,7 +137,8 @@ Runner add_bench(CLI::App& app) {
       if (v.size() != 2 || v[0] <= 0 || v[1] <= 0) fail(ErrorCode::InvalidArgument, "--pg '{}': expected P,N", pg);
       shapes.push_back({v[0], v[1]});
     }
-    if (shapes.empty()) throw Error(ErrorCode::InvalidArgument, "no tests: give a -p, -n or --pg size above 0");
+    if (latency_mode || stress_mode) shapes.clear();
+    if (shapes.empty() && !latency_mode && !stress_mode) throw Error(ErrorCode::InvalidArgument, "no tests: give a -p, -n or --pg size above 0");
     const auto depths = parse_int_list(o->depths, "-d"), batches = parse_int_list(o->batches, "-b");
     const auto threads_list = parse_int_list(o->threads, "-t");
     std::vector<BenchTest> tests;
@@ -147,17 +157,34 @@ Runner add_bench(CLI::App& app) {
     ResourceMonitor monitor(100);
     monitor.start();
     const bool table = o->output == "table" || o->output == "md";
-    const bool roof = !o->no_probe;
-    if (table) {
+    const bool roof = !o->no_probe && !latency_mode && !stress_mode;
+    // NVML beside the memory monitor; unavailable (with its reason) on machines without NVIDIA's driver.
+    std::unique_ptr<GpuMonitor> gpu;
+    if (o->device == "cuda" || stress_mode) gpu = std::make_unique<GpuMonitor>(0, 100);
+    if (gpu && !stress_mode) gpu->start();
+    if (table && latency_mode) {
+      std::printf("| %-26s | %10s | %7s | %-24s | %3s | %26s | %10s | %9s | %8s | %8s | %8s | %9s |\n", "model", "size", "params",
+                  "backend", "thr", "test", "decode t/s", "TTFT ms", "ITL p50", "ITL p90", "ITL p99", "e2e ms");
+      std::printf("| %s | %s: | %s: | %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", std::string(26, '-').c_str(),
+                  std::string(9, '-').c_str(), std::string(6, '-').c_str(), std::string(24, '-').c_str(),
+                  std::string(2, '-').c_str(), std::string(25, '-').c_str(), std::string(9, '-').c_str(),
+                  std::string(8, '-').c_str(), std::string(7, '-').c_str(), std::string(7, '-').c_str(),
+                  std::string(7, '-').c_str(), std::string(8, '-').c_str());
+    } else if (table && !stress_mode) {  // stress prints its own summary
       std::printf("| %-26s | %10s | %7s | %-24s | %3s | %16s | %16s |%s\n", "model", "size", "params", "backend", "thr", "test", "t/s",
                   roof ? "   GB/s | roof % | verdict        |" : "");
       std::printf("| %s | %s: | %s: | %s | %s: | %s: | %s: |%s\n", std::string(26, '-').c_str(), std::string(9, '-').c_str(),
                   std::string(6, '-').c_str(), std::string(24, '-').c_str(), std::string(2, '-').c_str(),
                   std::string(15, '-').c_str(), std::string(15, '-').c_str(), roof ? " ------: | -----: | -------------- |" : "");
-    } else if (o->output == "csv") {
+    } else if (o->output == "csv" && latency_mode) {
+      std::printf("model,backend,threads,test,n_prompt,n_gen,ttft_ms,itl_p50_ms,itl_p90_ms,itl_p99_ms,e2e_ms,decode_ts\n");
+    } else if (o->output == "csv" && !stress_mode) {
       std::printf("model,model_bytes,n_params,backend,threads,test,n_prompt,n_gen,n_depth,batch,avg_ts,stddev_ts,gb_s,roofline_fraction,verdict\n");
     }
-    const size_t total = models.size() * threads_list.size() * tests.size();
+    const std::vector<int32_t> latency_gens = parse_int_list(o->gens, "-n");
+    const size_t per_engine = latency_mode ? latency_gens.size() * (1 + static_cast<size_t>(std::count(o->latency.begin(), o->latency.end(), ',')))
+                                           : stress_mode ? 1 : tests.size();
+    const size_t total = models.size() * threads_list.size() * per_engine;
     size_t done = 0;
     ProgressBar bar("bench");
     for (const auto& path : models) {
@@ -166,7 +193,7 @@ Runner add_bench(CLI::App& app) {
         EngineOptions eo;
         eo.n_threads = static_cast<unsigned>(threads);
         eo.isa = o->isa;
-        eo.n_ctx = max_cells;
+        eo.n_ctx = latency_mode || stress_mode ? 0 : max_cells;  // these two fit themselves to the model's context
         TextEngine engine(path, eo);
         HardwarePeaks peaks;
         nlohmann::json hardware;  // the peaks at this thread count
@@ -181,6 +208,70 @@ Runner add_bench(CLI::App& app) {
         const std::string backend = engine.backend().name();
         const std::string name = fs::path(path).filename().string();
         const unsigned n_threads = threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
+        nlohmann::json common = {{"engine", "vireo"},
+                                 {"model", path},
+                                 {"model_bytes", engine.model().file_bytes},
+                                 {"n_params", engine.model().n_params()},
+                                 {"weight_bytes", engine.language_model().weight_bytes()},
+                                 {"kv_bytes", engine.cache().bytes()},
+                                 {"backend", backend},
+                                 {"threads", n_threads}};
+        if (stress_mode) {
+          StressOptions so;
+          so.seconds = o->stress_s;
+          so.batch = batches.front();
+          std::fprintf(stderr, "stress: %s for %.0f s...\n", name.c_str(), o->stress_s);
+          const StressResult sr = run_stress(engine, so, gpu.get());
+          nlohmann::json j = common;
+          j.update(stress_to_json(sr));
+          if (!doc.contains("stress")) doc["stress"] = nlohmann::json::array();
+          doc["stress"].push_back(j);
+          if (gpu) doc["gpu"] = gpu_to_json(*gpu, sr.gpu);
+          if (table || o->output == "csv") std::printf("%s: %s", name.c_str(), format_stress(sr).c_str());
+          continue;
+        }
+        for (int32_t n_gen : latency_mode ? latency_gens : std::vector<int32_t>{}) {
+          for (const auto& sc : parse_latency_scenarios(o->latency, n_gen, engine.n_ctx())) {
+            bar.update(done, total);
+            const LatencyResult lr = run_latency_test(engine, sc, o->reps);
+            ++done;
+            bar.finish();
+            const nlohmann::json lat = latency_to_json(lr);
+            const int64_t tokens = int64_t{sc.n_prompt} + sc.n_gen;
+            nlohmann::json samples = nlohmann::json::array();
+            std::vector<double> rates, itl;
+            for (const auto& rep : lr.reps) {
+              rates.push_back(static_cast<double>(tokens) / (rep.e2e_ms / 1000.0));
+              samples.push_back({{"seconds", rep.e2e_ms / 1000.0}, {"tokens_per_s", rates.back()}});
+              itl.insert(itl.end(), rep.itl_ms.begin(), rep.itl_ms.end());
+            }
+            const double mean = std::accumulate(rates.begin(), rates.end(), 0.0) / static_cast<double>(rates.size());
+            double var = 0;
+            for (double x : rates) var += (x - mean) * (x - mean);
+            nlohmann::json j = common;
+            j.update({{"test", sc.name()}, {"n_prompt", sc.n_prompt}, {"n_gen", sc.n_gen}, {"depth", 0}, {"batch", 1},
+                      {"tokens", tokens}, {"repetitions", o->reps}, {"samples", samples}, {"avg_ts", mean},
+                      {"stddev_ts", rates.size() > 1 ? std::sqrt(var / static_cast<double>(rates.size() - 1)) : 0.0},
+                      {"peak_rss_bytes", peak_rss_bytes()}, {"latency", lat}, {"itl_ms", lat["itl_ms"]},
+                      {"itl_ms_samples", itl}});
+            doc["results"].push_back(j);
+            if (table) {
+              std::printf("| %-26s | %10s | %7s | %-24s | %3u | %26s | %10.2f | %9.2f | %8.2f | %8.2f | %8.2f | %9.1f |\n",
+                          name.substr(0, 26).c_str(), human_bytes(engine.model().file_bytes).c_str(),
+                          human_count(engine.model().n_params()).c_str(), backend.substr(0, 24).c_str(), n_threads,
+                          sc.name().c_str(), lat["decode_tokens_per_s"].get<double>(), lat["ttft_ms"]["mean"].get<double>(),
+                          lat["itl_ms"]["p50"].get<double>(), lat["itl_ms"]["p90"].get<double>(),
+                          lat["itl_ms"]["p99"].get<double>(), lat["e2e_ms"]["mean"].get<double>());
+            } else if (o->output == "csv") {
+              std::printf("\"%s\",\"%s\",%u,\"%s\",%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n", path.c_str(), backend.c_str(),
+                          n_threads, sc.name().c_str(), sc.n_prompt, sc.n_gen, lat["ttft_ms"]["mean"].get<double>(),
+                          lat["itl_ms"]["p50"].get<double>(), lat["itl_ms"]["p90"].get<double>(),
+                          lat["itl_ms"]["p99"].get<double>(), lat["e2e_ms"]["mean"].get<double>(),
+                          lat["decode_tokens_per_s"].get<double>());
+            }
+            std::fflush(stdout);
+          }
+        }
         for (const auto& t : tests) {
           bar.update(done, total);
           const BenchResult r = run_bench_test(engine, t, o->reps);
@@ -244,7 +335,7 @@ Runner add_bench(CLI::App& app) {
           }
           std::fflush(stdout);
         }
-        if (!o->peer.empty()) {
+        if (!o->peer.empty() && !tests.empty()) {
           const auto peer = run_llama_cpp_peer(o->peer_bin, path, tests, n_threads, o->reps);
           for (const auto& p : peer.results) {
             doc["results"].push_back(p);
@@ -259,6 +350,10 @@ Runner add_bench(CLI::App& app) {
       }
     }
     monitor.stop();
+    if (gpu && !stress_mode) {
+      gpu->stop();
+      doc["gpu"] = gpu_to_json(*gpu, gpu->samples());
+    }
     nlohmann::json timeline = nlohmann::json::array();
     for (const auto& s : monitor.samples()) timeline.push_back({{"t_s", s.t_s}, {"rss_bytes", s.rss_bytes}, {"anon_bytes", s.anon_bytes}});
     doc["timeline"] = timeline;

@@ -20,6 +20,7 @@ Runner add_embed(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_bench_serve(CLI::App& bench);  // `vireo bench serve`, registered by add_bench
+Runner add_bench_compare(CLI::App& bench);  // `vireo bench compare`, registered by add_bench
 Runner add_serve(CLI::App& app);
 Runner add_ingest(CLI::App& app);
 Runner add_search(CLI::App& app);

@@ -147,11 +147,10 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     }
   }
   if (p.min_p > 0.0f) {
-    // Keep p >= min_p * p_max, i.e. exp(logit - max) >= min_p.
+    // Keep p >= min_p * p_max, i.e. exp(logit - max) >= min_p: the top token always passes.
     auto passes = [&](const std::pair<float, int32_t>& c) { return std::exp(static_cast<double>(c.first - max)) >= p.min_p; };
     const auto kept = std::partition(candidates_.begin(), candidates_.end(), passes);
     candidates_.erase(kept, candidates_.end());
-    if (candidates_.empty()) candidates_.push_back({max, static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin())});
     std::sort(candidates_.begin(), candidates_.end(), by_logit);
   }
   probs_.resize(candidates_.size());

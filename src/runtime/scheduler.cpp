@@ -197,13 +197,15 @@ void Scheduler::run() {
 
 bool Scheduler::free_cells(int32_t capacity) {
   KvCache& cache = engine_.cache();
-  while (cache.largest_free_run() < capacity && !cached_.empty()) {
-    auto lru = std::min_element(cached_.begin(), cached_.end(),
-                                [](const CachedSequence& a, const CachedSequence& b) { return a.last_use < b.last_use; });
-    cache.remove_sequence(lru->seq);
-    cached_.erase(lru);
-  }
+  while (cache.largest_free_run() < capacity && !cached_.empty()) evict_lru();
   return cache.largest_free_run() >= capacity;
+}
+
+void Scheduler::evict_lru() {
+  auto lru = std::min_element(cached_.begin(), cached_.end(),
+                              [](const CachedSequence& a, const CachedSequence& b) { return a.last_use < b.last_use; });
+  engine_.cache().remove_sequence(lru->seq);
+  cached_.erase(lru);
 }
 
 bool Scheduler::admit(Pending& p) {
@@ -394,12 +396,7 @@ void Scheduler::retire(Slot& s) {
   cache.resize(s.seq, static_cast<int32_t>(s.fed));  // keep only the filled cells
   s.tokens.resize(s.fed);
   cached_.push_back(CachedSequence{s.seq, std::move(s.tokens), ++clock_});
-  if (cached_.size() > kMaxCachedSequences) {
-    auto lru = std::min_element(cached_.begin(), cached_.end(),
-                                [](const CachedSequence& a, const CachedSequence& b) { return a.last_use < b.last_use; });
-    cache.remove_sequence(lru->seq);
-    cached_.erase(lru);
-  }
+  if (cached_.size() > kMaxCachedSequences) evict_lru();
 }
 
 }  // namespace vireo

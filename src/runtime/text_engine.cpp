@@ -54,8 +54,10 @@ std::string StopStrings::flush() {
 
 // ---------------------------------------------------------------- engine
 
-TextEngine::TextEngine(const std::string& model_path, const EngineOptions& options) {
-  model_ = std::make_shared<Model>(load_model(model_path));
+TextEngine::TextEngine(const std::string& model_path, const EngineOptions& options)
+    : TextEngine(std::make_shared<Model>(load_model(model_path)), options) {}
+
+TextEngine::TextEngine(std::shared_ptr<Model> model, const EngineOptions& options) : model_(std::move(model)) {
   CpuBackendOptions bo;
   bo.n_threads = options.n_threads;
   bo.isa = options.isa;

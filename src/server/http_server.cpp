@@ -145,19 +145,24 @@ struct Server::Impl {
   int port = -1;
   std::atomic<bool> stopping{false};  // set by stop(): open requests end at once
 
-  LoadedModel& find_model(const std::string& name, bool generate) {
+  enum class Need { Generation, Embedding, Tokenizer };
+
+  LoadedModel& find_model(const std::string& name, Need need) {
+    const bool generate = need == Need::Generation;
     for (auto& m : models) {
       if (m->id == name) {
         if (generate && !m->scheduler) throw ApiError(400, fmt::format("model '{}' is an embedding model and cannot generate text", name), "model");
-        if (!generate && !m->embed) throw ApiError(400, fmt::format("model '{}' is not an embedding model", name), "model");
+        if (need == Need::Embedding && !m->embed) throw ApiError(400, fmt::format("model '{}' is not an embedding model", name), "model");
         return *m;
       }
     }
+    // Tokenizing needs no particular kind: the only model, or the first when none is named.
+    if (need == Need::Tokenizer && (models.size() == 1 || name.empty())) return *models.front();
     // A name no model has: with one model of the right kind, clients' placeholder names reach it.
     LoadedModel* only = nullptr;
     int n = 0;
     for (auto& m : models) {
-      if (generate ? m->scheduler != nullptr : m->embed != nullptr) only = m.get(), ++n;
+      if (need == Need::Tokenizer || (generate ? m->scheduler != nullptr : m->embed != nullptr)) only = m.get(), ++n;
     }
     if (n == 1 && (name.empty() || models.size() == 1)) return *only;
     if (n == 0) throw ApiError(400, generate ? "no text generation model is loaded" : "no embedding model is loaded", "model");
@@ -205,7 +210,7 @@ struct Server::Impl {
 void Server::Impl::completions(const httplib::Request& req, httplib::Response& res, bool chat) {
   const json body = parse_body(req.body);
   const CompletionParams p = chat ? parse_chat_request(body) : parse_completion_request(body);
-  LoadedModel& m = find_model(p.model, true);
+  LoadedModel& m = find_model(p.model, Need::Generation);
   TextEngine& engine = *m.engine;
 
   std::vector<std::vector<int32_t>> prompts;
@@ -428,7 +433,7 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
 
 void Server::Impl::embeddings(const httplib::Request& req, httplib::Response& res) {
   const EmbeddingParams p = parse_embedding_request(parse_body(req.body));
-  LoadedModel& m = find_model(p.model, false);
+  LoadedModel& m = find_model(p.model, Need::Embedding);
   EmbeddingService& svc = *m.embed;
   std::vector<EncoderInput> inputs;
   int64_t total = 0;
@@ -512,33 +517,30 @@ void Server::Impl::routes() {
     auto add = [&](const char* name, const std::string& model, double v) {
       gauges.emplace_back(fmt::format("{}{{model=\"{}\"}}", name, model), v);
     };
-    for (const char* family : {"vireo_queue_depth", "vireo_running_sequences", "vireo_batch_size", "vireo_kv_cells_used",
-                               "vireo_kv_cells", "vireo_cached_sequences", "vireo_forward_steps",
-                               "vireo_scheduler_generated_tokens"}) {
-      for (const auto& m : models) {
-        if (!m->scheduler) continue;
-        const SchedulerStats s = m->scheduler->stats();
-        const std::string f = family;
-        const double v = f == "vireo_queue_depth" ? s.queued
-                         : f == "vireo_running_sequences" ? s.running
-                         : f == "vireo_batch_size" ? s.last_batch
-                         : f == "vireo_kv_cells_used" ? s.kv_cells_used
-                         : f == "vireo_kv_cells" ? s.kv_cells
-                         : f == "vireo_cached_sequences" ? s.cached_sequences
-                         : f == "vireo_forward_steps" ? s.steps
-                                                      : s.generated_tokens;
-        add(family, m->id, v);
-      }
+    // Gauge families, grouped as Prometheus wants them, each read from the scheduler's stats.
+    using Field = int64_t SchedulerStats::*;
+    static constexpr std::pair<const char*, Field> kGauges[] = {
+        {"vireo_queue_depth", &SchedulerStats::queued},
+        {"vireo_running_sequences", &SchedulerStats::running},
+        {"vireo_batch_size", &SchedulerStats::last_batch},
+        {"vireo_kv_cells_used", &SchedulerStats::kv_cells_used},
+        {"vireo_kv_cells", &SchedulerStats::kv_cells},
+        {"vireo_cached_sequences", &SchedulerStats::cached_sequences},
+        {"vireo_forward_steps", &SchedulerStats::steps},
+        {"vireo_scheduler_generated_tokens", &SchedulerStats::generated_tokens},
+    };
+    std::vector<std::pair<std::string, SchedulerStats>> stats;
+    for (const auto& m : models) {
+      if (m->scheduler) stats.emplace_back(m->id, m->scheduler->stats());
+    }
+    for (const auto& [family, field] : kGauges) {
+      for (const auto& [id, s] : stats) add(family, id, static_cast<double>(s.*field));
     }
     res.set_content(metrics.render(gauges), "text/plain; version=0.0.4");
   });
   auto tokenizer_for = [this](const json& body) -> const LoadedModel& {
     const std::string name = body.is_object() && body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : "";
-    for (const auto& m : models) {
-      if (m->id == name) return *m;
-    }
-    if (models.size() == 1 || name.empty()) return *models.front();
-    throw ApiError(404, fmt::format("The model '{}' does not exist", name), "model", "invalid_request_error", "model_not_found");
+    return find_model(name, Need::Tokenizer);
   };
   http.Post("/tokenize", guarded([this, tokenizer_for](const auto& req, auto& res) {
     const json body = parse_body(req.body);
@@ -624,8 +626,7 @@ Server::Server(const std::vector<ModelSpec>& specs, const ModelLoadOptions& load
       if (so.seq_ctx <= 0) so.seq_ctx = std::min<int64_t>(train, 4096);
       EngineOptions eo = load.engine;
       if (eo.n_ctx <= 0) eo.n_ctx = std::max<int64_t>(so.seq_ctx, int64_t{so.max_batch} * 1024);
-      model.reset();  // the engine maps the file itself
-      m->engine = std::make_unique<TextEngine>(spec.path, eo);
+      m->engine = std::make_unique<TextEngine>(std::move(model), eo);
       (void)m->engine->tokenizer();  // a server speaks text: refuse models without a tokenizer now
       if (!load.chat_template.empty()) m->engine->set_chat_template(load.chat_template);
       m->scheduler = std::make_unique<Scheduler>(*m->engine, so);

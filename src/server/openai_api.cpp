@@ -215,6 +215,29 @@ json parse_body(const std::string& body) {
   }
 }
 
+// A completion prompt or an embedding input: a string, strings, token ids, or lists of token ids
+// (never text and ids mixed).
+void read_texts_or_ids(const json& body, const std::string& field, std::vector<std::string>& texts,
+                       std::vector<std::vector<int32_t>>& ids) {
+  const auto it = body.find(field);
+  if (it == body.end() || it->is_null()) bad(field, fmt::format("'{}' is required", field));
+  const std::string shapes = fmt::format("'{}' must be a non-empty string, array of strings, or token ids", field);
+  if (it->is_string()) {
+    texts.push_back(it->get<std::string>());
+  } else if (it->is_array() && !it->empty() && (*it)[0].is_number()) {
+    ids.push_back(token_ids(*it, field));
+  } else if (it->is_array() && !it->empty()) {
+    for (const auto& v : *it) {
+      if (v.is_string()) texts.push_back(v.get<std::string>());
+      else if (v.is_array()) ids.push_back(token_ids(v, field));
+      else bad(field, shapes);
+    }
+    if (!texts.empty() && !ids.empty()) bad(field, fmt::format("'{}' mixes text and token ids", field));
+  } else {
+    bad(field, shapes);
+  }
+}
+
 CompletionParams parse_chat_request(const json& body) {
   CompletionParams p;
   p.chat = true;
@@ -247,22 +270,7 @@ CompletionParams parse_completion_request(const json& body) {
   CompletionParams p;
   parse_common(body, p);
   if (p.max_tokens < 0 && !body.contains("max_tokens")) p.max_tokens = 16;  // OpenAI's default for completions
-  const auto it = body.find("prompt");
-  if (it == body.end() || it->is_null()) bad("prompt", "'prompt' is required");
-  if (it->is_string()) {
-    p.prompts.push_back(it->get<std::string>());
-  } else if (it->is_array() && !it->empty() && (*it)[0].is_number()) {
-    p.prompt_ids.push_back(token_ids(*it, "prompt"));
-  } else if (it->is_array() && !it->empty()) {
-    for (const auto& v : *it) {
-      if (v.is_string()) p.prompts.push_back(v.get<std::string>());
-      else if (v.is_array()) p.prompt_ids.push_back(token_ids(v, "prompt"));
-      else bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
-    }
-    if (!p.prompts.empty() && !p.prompt_ids.empty()) bad("prompt", "'prompt' mixes text and token ids");
-  } else {
-    bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
-  }
+  read_texts_or_ids(body, "prompt", p.prompts, p.prompt_ids);
   p.echo = get_bool(body, "echo", false);
   // Completions take logprobs as a count of alternatives (0..5).
   if (const auto lp = body.find("logprobs"); lp != body.end() && !lp->is_null()) {
@@ -282,22 +290,7 @@ EmbeddingParams parse_embedding_request(const json& body) {
   check_object(body);
   EmbeddingParams p;
   p.model = get_model(body);
-  const auto it = body.find("input");
-  if (it == body.end() || it->is_null()) bad("input", "'input' is required");
-  if (it->is_string()) {
-    p.texts.push_back(it->get<std::string>());
-  } else if (it->is_array() && !it->empty() && (*it)[0].is_number()) {
-    p.ids.push_back(token_ids(*it, "input"));
-  } else if (it->is_array() && !it->empty()) {
-    for (const auto& v : *it) {
-      if (v.is_string()) p.texts.push_back(v.get<std::string>());
-      else if (v.is_array()) p.ids.push_back(token_ids(v, "input"));
-      else bad("input", "'input' must be a string, an array of strings, or token ids");
-    }
-    if (!p.texts.empty() && !p.ids.empty()) bad("input", "'input' mixes text and token ids");
-  } else {
-    bad("input", "'input' must be a non-empty string, array of strings, or token ids");
-  }
+  read_texts_or_ids(body, "input", p.texts, p.ids);
   if (p.texts.size() + p.ids.size() > 2048) bad("input", "'input' holds more than 2048 items");
   if (const auto ef = body.find("encoding_format"); ef != body.end() && !ef->is_null()) {
     if (*ef == "base64") p.base64 = true;

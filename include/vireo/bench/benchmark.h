@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "vireo/runtime/text_engine.h"
 
 namespace vireo {
@@ -38,6 +40,40 @@ struct BenchResult {
 // Runs one test on the engine (its KV cache must hold test.cells() cells).
 BenchResult run_bench_test(TextEngine& engine, const BenchTest& test, int reps);
 
+// Latency of one generation from an empty cache, as a user sees it: time to first token (prompt
+// prefill and the first sampled token), then the gap before each following token.
+struct LatencyScenario {
+  std::string label;      // "short", "medium", "long", or the prompt size given
+  int32_t n_prompt = 0;
+  int32_t n_gen = 0;
+  std::string name() const;  // "latency short (p32,n64)"
+};
+
+struct LatencyRep {
+  double ttft_ms = 0;          // prefill + first token
+  std::vector<double> itl_ms;  // n_gen - 1 gaps between tokens
+  double e2e_ms = 0;           // from the request to the end of generation
+  double decode_tokens_per_s() const;  // (n_gen - 1) / sum(itl)
+};
+
+struct LatencyResult {
+  LatencyScenario scenario;
+  std::vector<LatencyRep> reps;  // after one warm-up
+};
+
+// "short,medium,long" (32, 512, 2048 prompt tokens) or sizes ("64,1024"), mixed freely; each
+// prompt is clamped so that prompt + n_gen fits `n_ctx` cells. Throws InvalidArgument.
+std::vector<LatencyScenario> parse_latency_scenarios(const std::string& text, int32_t n_gen, int64_t n_ctx);
+
+// Greedy generation through the engine's Generator (no stop tokens), one warm-up then `reps`.
+LatencyResult run_latency_test(TextEngine& engine, const LatencyScenario& scenario, int reps);
+
+// The "latency" object of a result (docs/bench-json.md): TTFT, ITL, end-to-end and decode rate,
+// summarised and per repetition.
+nlohmann::json latency_to_json(const LatencyResult& result);
+
+double percentile(std::vector<double> values, double p);  // linear between ranks, p in [0, 1]
+
 // Deterministic prompt ids, away from the special tokens at the vocabulary's ends (the same
 // ids tests/reference/llama_ref.mjs's bench uses).
 std::vector<int32_t> bench_prompt_ids(int32_t n, int32_t n_vocab);
@@ -55,7 +91,7 @@ struct ResidentMemory {
 };
 ResidentMemory resident_memory();
 
-// Samples the process's memory (and later the GPU's) every `period_ms` on its own thread.
+// Samples the process's memory every `period_ms` on its own thread (GpuMonitor runs beside it for the GPU).
 class ResourceMonitor {
  public:
   struct Sample {

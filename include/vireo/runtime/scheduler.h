@@ -125,6 +125,7 @@ class Scheduler {
   void finish(Slot& slot, const std::string& reason, const std::string& error = {});
   void retire(Slot& slot);
   bool free_cells(int32_t capacity);
+  void evict_lru();  // drops the least recently used cached sequence
 
   TextEngine& engine_;
   SchedulerOptions options_;

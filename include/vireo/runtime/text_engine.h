@@ -61,6 +61,7 @@ struct TextResult {
 class TextEngine {
  public:
   TextEngine(const std::string& model_path, const EngineOptions& options);
+  TextEngine(std::shared_ptr<Model> model, const EngineOptions& options);  // a model already loaded
 
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return model_->config; }

@@ -1,0 +1,59 @@
+// The GPU as NVML reports it, sampled on its own thread: utilization, clocks, power, temperature,
+// memory used and the reasons clocks are held down. NVML is loaded at run time
+// (libnvidia-ml.so.1, shipped with the driver), so vireo needs no CUDA to build or run; without
+// it the monitor says why it is unavailable and records nothing.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vireo {
+
+class GpuMonitor {
+ public:
+  struct Sample {
+    double t_s = 0;                   // since start()
+    unsigned gpu_util_pct = 0;        // share of the period a kernel was running (not compute use)
+    unsigned mem_util_pct = 0;        // share of the period device memory was read or written
+    unsigned sm_clock_mhz = 0, mem_clock_mhz = 0;
+    double power_w = 0;
+    unsigned temperature_c = 0;
+    uint64_t memory_used_bytes = 0, memory_total_bytes = 0;
+    std::vector<std::string> throttle_reasons;  // decoded, empty when clocks run free
+  };
+
+  // Opens NVML and device `index`; never throws (see available() and reason()).
+  explicit GpuMonitor(unsigned index = 0, int period_ms = 100);
+  ~GpuMonitor();
+  GpuMonitor(const GpuMonitor&) = delete;
+  GpuMonitor& operator=(const GpuMonitor&) = delete;
+
+  bool available() const { return available_; }
+  const std::string& reason() const { return reason_; }  // why not available
+  const std::string& device_name() const { return name_; }
+
+  void start();  // no-op when unavailable
+  void stop();
+  std::vector<Sample> samples() const;
+  bool sample_now(Sample& out) const;  // one reading, false when unavailable
+
+  // NVML's clock throttle reason bits, by name ("sw_power_cap", "hw_thermal_slowdown", ...).
+  static std::vector<std::string> decode_throttle_reasons(uint64_t bits);
+
+ private:
+  struct Api;
+  Api* api_ = nullptr;
+  void* device_ = nullptr;
+  bool available_ = false;
+  std::string reason_, name_;
+  int period_ms_;
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::vector<Sample> samples_;
+};
+
+}  // namespace vireo
