@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "vireo/core/utf8.h"
+
 namespace vireo::unicode {
 
 enum Flag : uint16_t {
@@ -39,7 +41,7 @@ inline size_t utf8_len(uint8_t lead) {
 // a byte that starts no complete sequence becomes U+FFFD and decoding resumes at the next byte.
 void decode_utf8(std::string_view s, std::vector<uint32_t>& out);
 // Appends cp as UTF-8 (surrogates too, as llama.cpp does); cp must be <= 0x10FFFF.
-void append_utf8(std::string& out, uint32_t cp);
+using ::vireo::append_utf8;  // core/utf8.h
 // Length of the longest prefix of s that is well-formed UTF-8 except for a possibly incomplete final
 // character, and whether that tail is incomplete (could still be completed by more bytes).
 size_t valid_utf8_prefix(std::string_view s, bool* incomplete_tail);

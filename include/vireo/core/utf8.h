@@ -1,10 +1,14 @@
 // UTF-8 helpers shared by the file readers, the tokenizers and the document stages.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace vireo {
 
+// Appends code point `cp` as UTF-8 (surrogates too: the template engine's JavaScript strings need
+// them; callers that must not emit them check first).
+void append_utf8(std::string& out, uint32_t cp);
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
 bool is_valid_utf8(std::string_view s);
 // A printable, length-limited rendering of untrusted bytes for error messages.

@@ -40,7 +40,7 @@ void map_case(std::string& out, uint32_t cp, const unicode_tables::CaseRun* runs
                                    [](const unicode_tables::CaseMulti& e, uint32_t c) { return e.cp < c; });
   if (m != multi + multi_count && m->cp == cp) {
     for (uint32_t t : m->to) {
-      if (t != 0) append_cp(out, t);
+      if (t != 0) append_utf8(out, t);
     }
     return;
   }
@@ -49,11 +49,11 @@ void map_case(std::string& out, uint32_t cp, const unicode_tables::CaseRun* runs
   if (r != runs) {
     --r;
     if (cp <= r->last && (cp - r->first) % r->stride == 0) {
-      append_cp(out, static_cast<uint32_t>(static_cast<int64_t>(cp) + r->delta));
+      append_utf8(out, static_cast<uint32_t>(static_cast<int64_t>(cp) + r->delta));
       return;
     }
   }
-  append_cp(out, cp);
+  append_utf8(out, cp);
 }
 
 bool has_case_mapping(uint32_t cp) {
@@ -63,7 +63,7 @@ bool has_case_mapping(uint32_t cp) {
   map_case(b, cp, unicode_tables::kLowerRuns, unicode_tables::kLowerRunCount, unicode_tables::kLowerMulti,
            unicode_tables::kLowerMultiCount);
   std::string self;
-  append_cp(self, cp);
+  append_utf8(self, cp);
   return a != self || b != self;
 }
 
@@ -102,7 +102,7 @@ std::string sanitize_utf8(std::string_view s) {
       if (c == 0xF0) lo = 0x90;
       if (c == 0xF4) hi = 0x8F;
     } else {
-      append_cp(out, kReplacement);
+      append_utf8(out, kReplacement);
       ++i;
       continue;
     }
@@ -117,7 +117,7 @@ std::string sanitize_utf8(std::string_view s) {
       out.append(s.substr(i, k));
       i += k;
     } else {
-      append_cp(out, kReplacement);
+      append_utf8(out, kReplacement);
       i += k;  // the maximal subpart; the offending byte starts the next round
     }
   }
@@ -132,7 +132,7 @@ std::string to_well_formed_utf8(std::string s) {
     const size_t start = i;
     const uint32_t cp = decode_cp(s, i);
     if (cp >= 0xD800 && cp <= 0xDFFF) {
-      append_cp(out, kReplacement);
+      append_utf8(out, kReplacement);
     } else {
       out.append(s, start, i - start);
     }
@@ -157,24 +157,6 @@ uint32_t decode_cp(std::string_view s, size_t& i) {
   return cp;
 }
 
-void append_cp(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 void js_append(std::string& out, std::string_view s) {
   // A high surrogate is ED A0..AF xx; a low one ED B0..BF xx.
   if (out.size() >= 3 && s.size() >= 3 && static_cast<unsigned char>(out[out.size() - 3]) == 0xED &&
@@ -183,7 +165,7 @@ void js_append(std::string& out, std::string_view s) {
     const uint32_t hi = decode_cp(out, i), lo = decode_cp(s, j);
     if (is_high_surrogate(hi) && is_low_surrogate(lo)) {
       out.resize(out.size() - 3);
-      append_cp(out, 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
+      append_utf8(out, 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
       out.append(s.substr(3));
       return;
     }
@@ -214,11 +196,11 @@ std::optional<std::string> js_at(std::string_view s, double index) {
     }
     std::string half;
     if (unit == target) {
-      append_cp(half, 0xD800 + ((cp - 0x10000) >> 10));
+      append_utf8(half, 0xD800 + ((cp - 0x10000) >> 10));
       return half;
     }
     if (unit + 1 == target) {
-      append_cp(half, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+      append_utf8(half, 0xDC00 + ((cp - 0x10000) & 0x3FF));
       return half;
     }
     unit += 2;
@@ -248,7 +230,7 @@ std::string js_after_first_unit(std::string_view s) {
   const uint32_t cp = decode_cp(s, i);
   if (cp < 0x10000) return std::string(s.substr(i));
   std::string out;
-  append_cp(out, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+  append_utf8(out, 0xDC00 + ((cp - 0x10000) & 0x3FF));
   out.append(s.substr(i));
   return out;
 }
@@ -341,7 +323,7 @@ std::string js_to_lower(std::string_view s) {
         cased_after = has_case_mapping(next);
         break;
       }
-      append_cp(out, cased_before && !cased_after ? 0x3C2 : 0x3C3);
+      append_utf8(out, cased_before && !cased_after ? 0x3C2 : 0x3C3);
       continue;
     }
     map_case(out, cp, unicode_tables::kLowerRuns, unicode_tables::kLowerRunCount, unicode_tables::kLowerMulti,

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "vireo/core/utf8.h"
+
 namespace vireo::jinja {
 
 // Decodes bytes as the WHATWG UTF-8 decoder (Node's readFileSync(..., "utf8")) does: each
@@ -25,7 +27,6 @@ std::string to_well_formed_utf8(std::string s);
 
 // Decodes the code point at s[i] (s is sanitized UTF-8/WTF-8) and advances i past it.
 uint32_t decode_cp(std::string_view s, size_t& i);
-void append_cp(std::string& out, uint32_t cp);
 
 // out += s, joining a trailing high surrogate of out with a leading low surrogate of s.
 void js_append(std::string& out, std::string_view s);

@@ -378,7 +378,7 @@ class Lexer {
           unit = unit * 16 + static_cast<uint32_t>(h);
         }
         std::string piece;
-        append_cp(piece, unit);
+        append_utf8(piece, unit);
         js_append(value, piece);
         i_ += len;
         continue;
