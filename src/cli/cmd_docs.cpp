@@ -163,6 +163,7 @@ void print_hits(const std::vector<SearchHit>& hits, bool json) {
   for (size_t i = 0; i < hits.size(); ++i) {
     const auto& c = hits[i].chunk;
     std::string snippet = hits[i].snippet;
+    std::replace(snippet.begin(), snippet.end(), '\n', ' ');  // one line per hit
     if (color) {  // the store marks matches with [ ]
       std::string s;
       for (char ch : snippet) s += ch == '[' ? std::string("\x1b[1;33m") : ch == ']' ? std::string("\x1b[0m") : std::string(1, ch);
