@@ -279,27 +279,20 @@ Runner add_bench(CLI::App& app) {
           const ResidentMemory resident = resident_memory();
           nlohmann::json samples = nlohmann::json::array();
           for (const auto& s : r.samples) samples.push_back({{"seconds", s.seconds}, {"tokens_per_s", s.tokens_per_s}});
-          nlohmann::json j = {{"engine", "vireo"},
-                              {"model", path},
-                              {"model_bytes", engine.model().file_bytes},
-                              {"n_params", engine.model().n_params()},
-                              {"weight_bytes", engine.language_model().weight_bytes()},
-                              {"kv_bytes", engine.cache().bytes()},
-                              {"backend", backend},
-                              {"threads", n_threads},
-                              {"test", t.name()},
-                              {"n_prompt", t.n_prompt},
-                              {"n_gen", t.n_gen},
-                              {"depth", t.depth},
-                              {"batch", t.batch},
-                              {"tokens", int64_t{t.batch} * (t.n_prompt + t.n_gen)},
-                              {"repetitions", o->reps},
-                              {"samples", samples},
-                              {"avg_ts", r.mean_tokens_per_s},
-                              {"stddev_ts", r.stddev_tokens_per_s},
-                              {"peak_rss_bytes", peak_rss_bytes()},
-                              {"rss_anon_bytes", resident.anon_bytes},
-                              {"rss_file_bytes", resident.file_bytes}};
+          nlohmann::json j = common;
+          j.update({{"test", t.name()},
+                    {"n_prompt", t.n_prompt},
+                    {"n_gen", t.n_gen},
+                    {"depth", t.depth},
+                    {"batch", t.batch},
+                    {"tokens", int64_t{t.batch} * (t.n_prompt + t.n_gen)},
+                    {"repetitions", o->reps},
+                    {"samples", samples},
+                    {"avg_ts", r.mean_tokens_per_s},
+                    {"stddev_ts", r.stddev_tokens_per_s},
+                    {"peak_rss_bytes", peak_rss_bytes()},
+                    {"rss_anon_bytes", resident.anon_bytes},
+                    {"rss_file_bytes", resident.file_bytes}});
           if (!r.itl_ms.empty()) {
             j["itl_ms"] = {{"mean", std::accumulate(r.itl_ms.begin(), r.itl_ms.end(), 0.0) / static_cast<double>(r.itl_ms.size())},
                            {"p50", percentile(r.itl_ms, 0.5)},

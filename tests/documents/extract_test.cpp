@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "reference_engine.h"
 #include "test_util.h"
 #include "vireo/core/error.h"
 #include "vireo/documents/document.h"
@@ -574,12 +575,6 @@ TEST(ExtractImage, PngScanIsReadByOcr) {
 
 // ---- agreement with pdf.js ----------------------------------------------------------------------
 
-std::string quote_arg(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 std::string pdfjs_unavailable() {
   const std::string dir = std::string(VIREO_SOURCE_DIR) + "/tests/reference/node_modules/pdfjs-dist";
   if (!std::filesystem::exists(dir)) return "pdf.js not installed (tests/reference: npm install)";
@@ -588,8 +583,8 @@ std::string pdfjs_unavailable() {
 }
 
 nlohmann::json run_pdfjs(const std::string& pdf) {
-  std::string cmd = "node " + quote_arg(std::string(VIREO_SOURCE_DIR) + "/tests/documents/pdfjs_text.mjs") +
-                    " " + quote_arg(pdf) + " 2>/dev/null";
+  std::string cmd = "node " + test::shell_quote(std::string(VIREO_SOURCE_DIR) + "/tests/documents/pdfjs_text.mjs") +
+                    " " + test::shell_quote(pdf) + " 2>/dev/null";
   std::string out;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
     std::array<char, 65536> buf;
