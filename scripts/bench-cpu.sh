@@ -30,16 +30,16 @@ OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 
 for type in ${TYPES//,/ }; do
   # Make (once) the model through vireo bench itself, so both engines read the same cached file.
-  "$VIREO" bench --synthetic llama3.2-1b --type "$type" -p 1 -n 0 -r 1 -t "$THREADS" -o json > /dev/null
+  "$VIREO" bench --synthetic llama3.2-1b --type "$type" -p 1 -n 0 -r 1 -t "$THREADS" --device cpu -o json > /dev/null
   model="$VIREO_CACHE/synth/llama3.2-1b-$type.gguf"
   for round in $(seq "$ROUNDS"); do
     echo "[$type round $round/$ROUNDS] llama.cpp ..." >&2
     node tests/reference/llama_ref.mjs bench "$model" --pp "$PP" --tg "$TG" --reps 3 --threads "$THREADS" \
       > "$OUT/llama-$type-$round.json" 2>/dev/null
     echo "[$type round $round/$ROUNDS] vireo ..." >&2
-    "$VIREO" bench "$model" -p "$PP" -n "$TG" -r 3 -t "$THREADS" -o json --no-probe > "$OUT/vireo-$type-$round.json"
+    "$VIREO" bench "$model" -p "$PP" -n "$TG" -r 3 -t "$THREADS" --device cpu -o json --no-probe > "$OUT/vireo-$type-$round.json"
     # vireo run's own decode rate on the same file (sampling included), for the bench-vs-run check.
-    "$VIREO" run "$model" --prompt-ids 3 -n "$((TG + 1))" --ignore-eos --temp 0 -t "$THREADS" --json > "$OUT/run-$type-$round.json"
+    "$VIREO" run "$model" --prompt-ids 3 -n "$((TG + 1))" --ignore-eos --temp 0 -t "$THREADS" --device cpu --json > "$OUT/run-$type-$round.json"
   done
 done
 

@@ -1,33 +1,82 @@
 #!/usr/bin/env bash
-# The GPU check in one run (at most a few minutes): build with CUDA, run the CUDA kernel tests
-# (and, when compute-sanitizer is present, its memcheck over them), then the decode-product
-# benchmark on Llama-3-8B shapes: GB/s of weight reads and the fraction of the device's copy
-# bandwidth. Prints a short table last.
+# The GPU check in one run: build with CUDA (unless VIREO_BIN names a folder with a built vireo
+# and vireo_tests), the CUDA tests (kernels against the reference, the CUDA backend against the
+# CPU backend, whole models), compute-sanitizer's memcheck over the kernel tests when present,
+# then `vireo bench` on Llama-3-8B shapes (synthetic, cached) against llama.cpp's CUDA build on the
+# same files. Prints a short table last.
 #
-#   scripts/gpu-check.sh [BUILD_DIR]      (default build-gpu; CUDA arch 90 unless CUDAARCHS is set)
+#   scripts/gpu-check.sh [--types q4_0,q8_0,f16] [--no-peer] [--no-tests]
+#   env: BUILD (build-gpu), CUDAARCHS (90), VIREO_BIN, LLAMA_BENCH (a llama-bench to use),
+#        LLAMA_SRC (a llama.cpp checkout or git bundle; default: the one in node-llama-cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=${1:-build-gpu}
-if [ ! -x "$B/vireo_tests" ] || [ ! -x "$B/vireo_microbench" ]; then
-  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIREO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDAARCHS:-90}"
-  cmake --build "$B" --target vireo_tests vireo_microbench
+TYPES=q4_0,q8_0,f16; PEER=1; TESTS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --types) TYPES=$2; shift 2 ;;
+    --no-peer) PEER=0; shift ;;
+    --no-tests) TESTS=0; shift ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+B=${BUILD:-build-gpu}
+BIN=${VIREO_BIN:-$B}
+if [ -z "${VIREO_BIN:-}" ]; then
+  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIREO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDAARCHS:-90}" > /dev/null
+  cmake --build "$B" --target vireo vireo_tests
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$B/vireo_tests" --gtest_filter='Cuda*'
-if command -v compute-sanitizer > /dev/null; then
-  compute-sanitizer --tool memcheck --error-exitcode 1 "$B/vireo_tests" --gtest_filter='Cuda*' > /tmp/vireo-memcheck.log 2>&1 \
-    && echo "compute-sanitizer memcheck: clean" || { tail -30 /tmp/vireo-memcheck.log; exit 1; }
+LOG=$(mktemp -d); trap 'rm -rf "$LOG"' EXIT
+
+if [ "$TESTS" = 1 ]; then
+  "$BIN/vireo_tests" --gtest_filter='Cuda*' 2>&1 | tee "$LOG/tests.txt" | grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) |top-1|^  " || true
+  grep -q "FAILED" "$LOG/tests.txt" && { echo "CUDA tests failed" >&2; exit 1; }
+  if command -v compute-sanitizer > /dev/null; then
+    compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/vireo_tests" \
+      --gtest_filter='CudaGemv*:CudaBackend.ElementwiseAndRowOpsMatchTheCpu:CudaBackend.RowsRopeCacheAndAttentionMatchTheCpu:CudaBackend.ProductsOfEveryTypeMatchTheReference' \
+      > "$LOG/memcheck.txt" 2>&1 && echo "compute-sanitizer memcheck: clean" || { tail -30 "$LOG/memcheck.txt"; exit 1; }
+  fi
 fi
-"$B/vireo_microbench" --benchmark_filter=CudaGemv --benchmark_format=json > /tmp/vireo-gemv.json
-python3 - <<'PY'
-import json
-d = json.load(open("/tmp/vireo-gemv.json"))
-print(f"\n{'product':34} {'tokens':>6} {'us':>9} {'GB/s':>8} {'of copy':>8}")
-for b in d["benchmarks"]:
-    if "GB/s" not in b: continue
-    name = b["name"].split("/")[0].replace("BM_CudaGemv/", "")
-    tokens = b["name"].split("/")[1] if "/" in b["name"] else "1"
-    us = b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
-    print(f"{name:34} {tokens:>6} {us:9.1f} {b['GB/s']:8.0f} {b['of_copy']:8.2f}")
-print(f"device copy bandwidth (read + write): {d['benchmarks'][0].get('copy_GB/s', 0):.0f} GB/s; device: {d['benchmarks'][0].get('label', '')}")
+
+# llama.cpp's CUDA build, from the source shipped in node-llama-cpp (a few minutes on 16 cores).
+if [ "$PEER" = 1 ] && [ -z "${LLAMA_BENCH:-}" ]; then
+  SRC=${LLAMA_SRC:-tests/reference/node_modules/node-llama-cpp/llama/gitRelease.bundle}
+  LB=${LLAMA_BUILD:-/tmp/llama-cuda}
+  if [ ! -x "$LB/build/bin/llama-bench" ]; then
+    if [ -f "$SRC" ]; then rm -rf "$LB"; git clone -q "$SRC" "$LB"; else LB=$SRC; fi
+    cmake -S "$LB" -B "$LB/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DLLAMA_CURL=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+      > "$LOG/llama-cmake.txt" 2>&1 || { tail -20 "$LOG/llama-cmake.txt"; exit 1; }
+    cmake --build "$LB/build" --target llama-bench > "$LOG/llama-build.txt" 2>&1 || { tail -20 "$LOG/llama-build.txt"; exit 1; }
+  fi
+  LLAMA_BENCH=$LB/build/bin/llama-bench
+fi
+
+export VIREO_CACHE=${VIREO_CACHE:-$PWD/.cache}
+for type in ${TYPES//,/ }; do
+  args=(--synthetic llama3-8b --type "$type" -p 2048 -n 128 -r 3 --device cuda -o json)
+  [ "$PEER" = 1 ] && args+=(--peer llama.cpp --peer-bin "$LLAMA_BENCH")
+  "$BIN/vireo" bench "${args[@]}" > "$LOG/bench-$type.json"
+done
+
+python3 - "$LOG" "$TYPES" <<'PY'
+import json, sys
+log, types = sys.argv[1], sys.argv[2].split(",")
+print("\n| type | test | vireo tok/s | llama.cpp tok/s | ratio | vireo GB/s | of copy bw |")
+print("|------|------|------------:|----------------:|------:|-----------:|-----------:|")
+hw = {}
+nan = float("nan")
+for t in types:
+    d = json.load(open(f"{log}/bench-{t}.json"))
+    hw = d.get("hardware", hw)
+    peer = {r["test"]: r for r in d["results"] if r.get("engine") == "llama.cpp"}
+    for r in d["results"]:
+        if r.get("engine") != "vireo": continue
+        p = peer.get(r["test"], {})
+        ratio = r["avg_ts"] / p["avg_ts"] if p.get("avg_ts") else nan
+        roof = r.get("roofline", {})
+        print(f"| {t} | {r['test']} | {r['avg_ts']:.1f} | {p.get('avg_ts', nan):.1f} | {ratio:.2f} | "
+              f"{roof.get('achieved_gb_s', nan):.0f} | {roof.get('bandwidth_fraction', nan):.2f} |")
+print(f"device: {hw.get('device', '?')}; {hw.get('mem_method', '')} {hw.get('mem_gb_s', 0):.0f} GB/s; F16 GEMM {hw.get('float_tflops', 0):.0f} TFLOP/s")
 PY

@@ -70,7 +70,8 @@ double stddev(const std::vector<double>& v) {
 }  // namespace
 
 PeerRun run_llama_cpp_peer(const std::string& llama_bench, const std::string& model, const std::vector<BenchTest>& tests,
-                           unsigned threads, int reps) {
+                           unsigned threads, int reps, const std::string& device) {
+  const bool gpu = device.rfind("cuda", 0) == 0;
   PeerRun out;
   std::string bin = llama_bench.empty() ? find_in_path("llama-bench") : llama_bench;
   if (!bin.empty()) {
@@ -80,7 +81,8 @@ PeerRun run_llama_cpp_peer(const std::string& llama_bench, const std::string& mo
         out.skipped.push_back(t.name() + ": llama-bench has no multi-sequence batches");
         continue;
       }
-      std::string args = fmt::format(" -m {} -t {} -r {} -o json -d {}", quote(model), threads, reps, t.depth);
+      std::string args = fmt::format(" -m {} -t {} -r {} -o json -d {}{}", quote(model), threads, reps, t.depth,
+                                     gpu ? " -ngl 99 -fa 1" : " -ngl 0");
       if (t.n_prompt > 0 && t.n_gen > 0) args += fmt::format(" -p 0 -n 0 -pg {},{}", t.n_prompt, t.n_gen);
       else args += fmt::format(" -p {} -n {}", t.n_prompt, t.n_gen);
       int status = 0;

@@ -22,6 +22,11 @@
 #include "vireo/formats/model.h"
 #include "vireo/kernels/ref/quant.h"
 
+#ifdef VIREO_HAS_CUDA
+#include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/cuda/ops.h"
+#endif
+
 namespace vireo {
 namespace {
 
@@ -145,6 +150,37 @@ double matmul_tera_ops(Backend& be, DType type, int64_t rows, int64_t cols, int6
   return best;
 }
 
+// The cache file of the device p describes; sets p.key.
+fs::path cache_file(HardwarePeaks& p) {
+  std::string key = p.device;
+  for (char& c : key) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  p.key = key;
+  return fs::path(vireo_cache_dir()) / "probe" / (key + ".json");
+}
+
+// Fills p's peaks from the cache; false when the file is missing, stale or incomplete.
+bool read_cache(const fs::path& file, HardwarePeaks& p) {
+  std::ifstream in(file);
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("version", 0) != 4) return false;
+  p.mem_gb_s = j.value("mem_gb_s", 0.0);
+  p.int8_tops = j.value("int8_tops", 0.0);
+  p.float_tflops = j.value("float_tflops", 0.0);
+  p.from_cache = p.mem_gb_s > 0 && p.int8_tops > 0 && p.float_tflops > 0;
+  return p.from_cache;
+}
+
+void write_cache(const fs::path& file, const HardwarePeaks& p) {
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  std::ofstream out(file);
+  out << nlohmann::json{{"version", 4},           {"device", p.device},       {"mem_gb_s", p.mem_gb_s},
+                        {"mem_method", p.mem_method}, {"int8_tops", p.int8_tops}, {"float_tflops", p.float_tflops}}
+             .dump(2);
+}
+
 }  // namespace
 
 std::string vireo_cache_dir() {
@@ -161,23 +197,9 @@ HardwarePeaks probe_cpu(unsigned threads, const std::string& isa, bool refresh) 
   auto be = create_cpu_backend(bo);
   HardwarePeaks p;
   p.device = fmt::format("cpu: {} [{}]", cpu_model_name(), be->name());
-  std::string key = p.device;
-  for (char& c : key) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  }
-  p.key = key;
-  const fs::path file = fs::path(vireo_cache_dir()) / "probe" / (key + ".json");
-  if (!refresh) {
-    std::ifstream in(file);
-    const auto j = nlohmann::json::parse(in, nullptr, false);
-    if (!j.is_discarded() && j.is_object() && j.value("version", 0) == 4) {
-      p.mem_gb_s = j.value("mem_gb_s", 0.0);
-      p.int8_tops = j.value("int8_tops", 0.0);
-      p.float_tflops = j.value("float_tflops", 0.0);
-      p.from_cache = p.mem_gb_s > 0 && p.int8_tops > 0 && p.float_tflops > 0;
-      if (p.from_cache) return p;
-    }
-  }
+  p.mem_method = "streaming read";
+  const fs::path file = cache_file(p);
+  if (!refresh && read_cache(file, p)) return p;
   const unsigned n = threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
   p.mem_gb_s = read_bandwidth_gb_s(n);
   // The fastest of the engine's quantized products, and its float product, on cache-resident shapes.
@@ -188,12 +210,36 @@ HardwarePeaks probe_cpu(unsigned threads, const std::string& isa, bool refresh) 
     }
   }
   p.float_tflops = matmul_tera_ops(*be, DType::F16, 2048, 2048, 256);
-  std::error_code ec;
-  fs::create_directories(file.parent_path(), ec);
-  std::ofstream out(file);
-  out << nlohmann::json{{"version", 4}, {"device", p.device}, {"mem_gb_s", p.mem_gb_s}, {"int8_tops", p.int8_tops},
-                        {"float_tflops", p.float_tflops}}.dump(2);
+  write_cache(file, p);
   return p;
+}
+
+HardwarePeaks probe_cuda(int device, bool refresh) {
+#ifdef VIREO_HAS_CUDA
+  HardwarePeaks p;
+  p.device = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
+  // A copy reads and writes every byte: the figure counts both, and is used as is for weight reads.
+  p.mem_method = "device copy (read+write)";
+  const fs::path file = cache_file(p);
+  if (!refresh && read_cache(file, p)) return p;
+  // A clear error for a device that is not there; the backend also makes `device` the calling
+  // thread's current one, where the two measurements below run.
+  auto be = create_cuda_backend(device);
+  for (int pass = 0; pass < 3; ++pass) {  // the best of three: the first also pays for clocks ramping up
+    p.mem_gb_s = std::max(p.mem_gb_s, cuda::copy_bandwidth_gb_s(size_t{256} << 20, 20));  // far beyond the L2 cache
+    p.float_tflops = std::max(p.float_tflops, cuda::gemm_f16_tflops(8192, 10));
+  }
+  // The backend's own quantized products, on shapes large enough to fill the GPU.
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    for (int64_t tokens : {512, 2048}) p.int8_tops = std::max(p.int8_tops, matmul_tera_ops(*be, t, 8192, 4096, tokens));
+  }
+  write_cache(file, p);
+  return p;
+#else
+  (void)device;
+  (void)refresh;
+  throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend");
+#endif
 }
 
 }  // namespace vireo

@@ -294,8 +294,9 @@ body{font:14px system-ui,sans-serif;margin:24px;color:#111}table{border-collapse
 td.n{text-align:right}.chart{border:1px solid #ddd;margin:8px 8px 0 0}.title{font-weight:600;font-size:14px}.tick{font-size:10px;fill:#444}
 .label{font-size:11px;fill:#222}.legend{font-size:11px}.axis{stroke:#333}.grid{stroke:#eee}</style></head><body>
 <h1>vireo bench</h1>)svg";
-  html += fmt::format("<p>Device: {} — measured peaks: {:.1f} GB/s memory read, {:.2f} TOP/s int8 matrix, {:.2f} TFLOP/s float matrix{}.</p>",
-                      esc(hw.value("device", std::string("unknown"))), hw.value("mem_gb_s", 0.0), hw.value("int8_tops", 0.0),
+  html += fmt::format("<p>Device: {} — measured peaks: {:.1f} GB/s memory ({}), {:.2f} TOP/s int8 matrix, {:.2f} TFLOP/s float matrix{}.</p>",
+                      esc(hw.value("device", std::string("unknown"))), hw.value("mem_gb_s", 0.0),
+                      esc(hw.value("mem_method", std::string("streaming read"))), hw.value("int8_tops", 0.0),
                       hw.value("float_tflops", 0.0), hw.value("from_cache", false) ? " (cached probe)" : "");
   html += "<p>On a GPU, NVML's 'utilization' is the share of time a kernel was running, not how much of the compute units it used; the roofline fraction is the measure of use.</p>";
   html += "<table><tr><th>model</th><th>backend</th><th>test</th><th>tokens/s</th><th>GB/s</th><th>of roofline</th><th>verdict</th><th>advice</th></tr>\n" + rows + "</table>\n";

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "device_option.h"
 #include "format.h"
 #include "vireo/bench/benchmark.h"
 #include "vireo/bench/gpu_monitor.h"
@@ -72,7 +73,7 @@ Runner add_bench(CLI::App& app) {
     std::vector<std::string> models, synthetic, types{"q4_0"}, pg;
     std::string prompts = "512", gens = "128", depths = "0", batches = "1", threads = "0";
     int reps = 5;
-    std::string output = "table", isa, report, peer, peer_bin, device = "cpu";
+    std::string output = "table", isa, report, peer, peer_bin, device = "auto";
     uint32_t layers = 0;
     bool refresh_probe = false, no_probe = false;
     std::string latency;
@@ -91,7 +92,7 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--synthetic", o->synthetic, "Synthetic models of these presets (made once, cached), e.g. llama3-8b")->delimiter(',');
   cmd->add_option("--type", o->types, "Weight types of --synthetic (comma-separated)")->delimiter(',');
   cmd->add_option("--layers", o->layers, "Layers of --synthetic (default: the preset's)");
-  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  add_device_option(cmd, o->device);
   cmd->add_option("-o,--output", o->output, "table, md, csv or json")->check(CLI::IsMember({"table", "json", "md", "csv"}))->capture_default_str();
   cmd->add_option("--report", o->report, "Write DIR/report.html (charts, roofline) and DIR/results.json");
   cmd->add_option("--peer", o->peer, "Run the same tests with another engine: llama.cpp")->check(CLI::IsMember({"llama.cpp"}));
@@ -111,9 +112,10 @@ Runner add_bench(CLI::App& app) {
   return [o, cmd, serve, serve_cmd, compare, compare_cmd] {
     if (serve_cmd->parsed()) return serve();
     if (compare_cmd->parsed()) return compare();
-    if (o->device == "cuda") {
-      throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend yet; use --device cpu");
-    }
+    // Resolved once, so every engine, the probe and the GPU monitor agree on the device.
+    const std::string device = resolve_device(o->device);
+    const bool on_gpu = device.rfind("cuda:", 0) == 0;
+    const int gpu_index = on_gpu ? std::stoi(device.substr(5)) : 0;
     std::vector<std::string> models = o->models;
     for (const auto& preset : o->synthetic) {
       for (const auto& type : o->types) models.push_back(synthetic_model(preset, type, o->layers));
@@ -160,7 +162,7 @@ Runner add_bench(CLI::App& app) {
     const bool roof = !o->no_probe && !latency_mode && !stress_mode;
     // NVML beside the memory monitor; unavailable (with its reason) on machines without NVIDIA's driver.
     std::unique_ptr<GpuMonitor> gpu;
-    if (o->device == "cuda" || stress_mode) gpu = std::make_unique<GpuMonitor>(0, 100);
+    if (on_gpu || stress_mode) gpu = std::make_unique<GpuMonitor>(static_cast<unsigned>(gpu_index), 100);
     if (gpu && !stress_mode) gpu->start();
     if (table && latency_mode) {
       std::printf("| %-26s | %10s | %7s | %-24s | %3s | %26s | %10s | %9s | %8s | %8s | %8s | %9s |\n", "model", "size", "params",
@@ -191,6 +193,7 @@ Runner add_bench(CLI::App& app) {
       for (int32_t threads : threads_list) {
         if (threads < 0) fail(ErrorCode::InvalidArgument, "-t: thread counts must be >= 0");
         EngineOptions eo;
+        eo.device = device;
         eo.n_threads = static_cast<unsigned>(threads);
         eo.isa = o->isa;
         eo.n_ctx = latency_mode || stress_mode ? 0 : max_cells;  // these two fit themselves to the model's context
@@ -198,9 +201,11 @@ Runner add_bench(CLI::App& app) {
         HardwarePeaks peaks;
         nlohmann::json hardware;  // the peaks at this thread count
         if (roof) {
-          peaks = probe_cpu(static_cast<unsigned>(threads), o->isa, o->refresh_probe);
-          hardware = {{"device", peaks.device}, {"mem_gb_s", peaks.mem_gb_s}, {"int8_tops", peaks.int8_tops},
-                      {"float_tflops", peaks.float_tflops}, {"from_cache", peaks.from_cache}};
+          peaks = on_gpu ? probe_cuda(gpu_index, o->refresh_probe)
+                         : probe_cpu(static_cast<unsigned>(threads), o->isa, o->refresh_probe);
+          hardware = {{"device", peaks.device},         {"mem_gb_s", peaks.mem_gb_s},   {"mem_method", peaks.mem_method},
+                      {"int8_tops", peaks.int8_tops},   {"float_tflops", peaks.float_tflops},
+                      {"from_cache", peaks.from_cache}};
           if (!doc.contains("hardware")) doc["hardware"] = hardware;  // the first probe; each result has its own
         }
         const ModelCost cost = model_cost(engine.config(), static_cast<double>(engine.language_model().weight_bytes()),
@@ -214,6 +219,7 @@ Runner add_bench(CLI::App& app) {
                                  {"n_params", engine.model().n_params()},
                                  {"weight_bytes", engine.language_model().weight_bytes()},
                                  {"kv_bytes", engine.cache().bytes()},
+                                 {"device", device},
                                  {"backend", backend},
                                  {"threads", n_threads}};
         if (stress_mode) {
@@ -329,7 +335,7 @@ Runner add_bench(CLI::App& app) {
           std::fflush(stdout);
         }
         if (!o->peer.empty() && !tests.empty()) {
-          const auto peer = run_llama_cpp_peer(o->peer_bin, path, tests, n_threads, o->reps);
+          const auto peer = run_llama_cpp_peer(o->peer_bin, path, tests, n_threads, o->reps, device);
           for (const auto& p : peer.results) {
             doc["results"].push_back(p);
             if (table) {

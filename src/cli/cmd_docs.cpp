@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "device_option.h"
 #include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/documents/ingest.h"
@@ -33,7 +34,7 @@ std::string eta(double seconds) {
 
 struct IngestFlags {
   std::vector<std::string> paths;
-  std::string index, embed, tokenizer, ocr = "auto";
+  std::string index, embed, tokenizer, ocr = "auto", device = "auto";
   unsigned jobs = 0, threads = 0;
   int chunk_tokens = 256, overlap = 32;
   bool low_quality = false, hidden = false, json = false, quiet = false;
@@ -83,7 +84,7 @@ void print_report(const IngestReport& r, const std::string& index) {
 IngestReport ingest(const IngestFlags& o) {
   if (o.index.empty()) fail(ErrorCode::InvalidArgument, "--index DIR is required");
   std::unique_ptr<Embedder> embedder;
-  if (!o.embed.empty()) embedder = std::make_unique<Embedder>(o.embed, o.threads);
+  if (!o.embed.empty()) embedder = std::make_unique<Embedder>(o.embed, o.threads, o.device);
   std::unique_ptr<Tokenizer> own_tokenizer;
   const Tokenizer* tok = embedder ? &embedder->tokenizer() : nullptr;
   if (!o.tokenizer.empty()) {
@@ -142,6 +143,7 @@ void add_ingest_flags(CLI::App* cmd, IngestFlags& o) {
   cmd->add_flag("--index-low-quality", o.low_quality, "Also index chunks of documents flagged low quality");
   cmd->add_flag("--hidden", o.hidden, "Take dot-files and descend into dot-folders");
   cmd->add_option("-t,--threads", o.threads, "CPU threads for the encoder");
+  add_device_option(cmd, o.device);
   cmd->add_flag("--json", o.json, "Print the report as JSON");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress bar");
 }
@@ -197,7 +199,7 @@ Runner add_ingest(CLI::App& app) {
 Runner add_search(CLI::App& app) {
   auto* cmd = app.add_subcommand("search", "Search an index: BM25, vectors, or both fused");
   struct Opts {
-    std::string index, query, mode = "bm25", embed;
+    std::string index, query, mode = "bm25", embed, device = "auto";
     int k = 10;
     unsigned threads = 0;
     bool json = false;
@@ -210,11 +212,12 @@ Runner add_search(CLI::App& app) {
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}))->capture_default_str();
   cmd->add_option("--embed", o->embed, "The encoder model the index was embedded with (vector, hybrid)");
   cmd->add_option("-t,--threads", o->threads, "CPU threads for the encoder");
+  add_device_option(cmd, o->device);
   cmd->add_flag("--json", o->json, "Print JSON");
   return [o] {
     auto store = IndexStore::open(o->index, false);
     std::unique_ptr<Embedder> embedder;
-    if (!o->embed.empty()) embedder = std::make_unique<Embedder>(o->embed, o->threads);
+    if (!o->embed.empty()) embedder = std::make_unique<Embedder>(o->embed, o->threads, o->device);
     Searcher searcher(*store, embedder.get());
     const auto hits = searcher.search(o->query, parse_search_mode(o->mode), o->k);
     print_hits(hits, o->json);
@@ -225,7 +228,7 @@ Runner add_search(CLI::App& app) {
 Runner add_classify(CLI::App& app) {
   auto* cmd = app.add_subcommand("classify", "Label each chunk (or document) of an index with a local LLM");
   struct Opts {
-    std::string index, model, labels, instructions, task;
+    std::string index, model, labels, instructions, task, device = "auto";
     bool per_document = false, redo = false, json = false;
     int parallel = 8;
     unsigned threads = 0;
@@ -242,6 +245,7 @@ Runner add_classify(CLI::App& app) {
   cmd->add_option("--np,--parallel", o->parallel, "Items decoded together")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->ctx, "Context (KV cells) shared by the batch")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads");
+  add_device_option(cmd, o->device);
   cmd->add_flag("--json", o->json, "Print the summary as JSON");
   return [o] {
     ClassifyOptions co;
@@ -261,6 +265,7 @@ Runner add_classify(CLI::App& app) {
     co.parallel = o->parallel;
     auto store = IndexStore::open(o->index, false);
     EngineOptions eo;
+    eo.device = o->device;
     eo.n_threads = o->threads;
     eo.n_ctx = o->ctx;
     TextEngine engine(o->model, eo);
@@ -285,7 +290,7 @@ Runner add_classify(CLI::App& app) {
 Runner add_ask(CLI::App& app) {
   auto* cmd = app.add_subcommand("ask", "Answer a question from an index, with citations");
   struct Opts {
-    std::string index, model, question, mode = "bm25", embed;
+    std::string index, model, question, mode = "bm25", embed, device = "auto";
     int k = 5, max_tokens = 512;
     double temp = 0.0;
     uint64_t seed = 0;
@@ -306,12 +311,14 @@ Runner add_ask(CLI::App& app) {
   cmd->add_option("-s,--seed", o->seed, "Sampling seed");
   cmd->add_option("-c,--ctx-size", o->ctx, "Context size")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "CPU threads");
+  add_device_option(cmd, o->device);
   cmd->add_flag("--json", o->json, "Print JSON (answer, sources, timings) instead of streaming");
   return [o] {
     auto store = IndexStore::open(o->index, false);
     std::unique_ptr<Embedder> embedder;
-    if (!o->embed.empty()) embedder = std::make_unique<Embedder>(o->embed, o->threads);
+    if (!o->embed.empty()) embedder = std::make_unique<Embedder>(o->embed, o->threads, o->device);
     EngineOptions eo;
+    eo.device = o->device;
     eo.n_threads = o->threads;
     eo.n_ctx = o->ctx;
     TextEngine engine(o->model, eo);
@@ -368,6 +375,7 @@ Runner add_eval_retrieval(CLI::App& app) {
   cmd->add_option("--mode", o->mode, "bm25, vector or hybrid")->check(CLI::IsMember({"bm25", "vector", "hybrid"}))->capture_default_str();
   cmd->add_option("--embed", o->ingest.embed, "Encoder model (vector, hybrid; and for ingesting --collection)");
   cmd->add_option("-t,--threads", o->ingest.threads, "CPU threads for the encoder");
+  add_device_option(cmd, o->ingest.device);
   cmd->add_flag("--json", o->json, "Print JSON");
   return [o] {
     std::vector<EvalQuery> queries;
@@ -403,7 +411,7 @@ Runner add_eval_retrieval(CLI::App& app) {
     }
     auto store = IndexStore::open(o->ingest.index, false);
     std::unique_ptr<Embedder> embedder;
-    if (!o->ingest.embed.empty()) embedder = std::make_unique<Embedder>(o->ingest.embed, o->ingest.threads);
+    if (!o->ingest.embed.empty()) embedder = std::make_unique<Embedder>(o->ingest.embed, o->ingest.threads, o->ingest.device);
     const SearchMode mode = parse_search_mode(o->mode);
     Searcher searcher(*store, embedder.get());
     std::map<std::string, std::vector<std::string>> run;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "device_option.h"
 #include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/models/language_model.h"
@@ -53,8 +54,9 @@ std::pair<int32_t, float> parse_logit_bias(const std::string& s) {
 struct EngineFlags {
   unsigned threads = 0;
   int64_t ctx = 0;
-  std::string isa, kv_type = "f16";
+  std::string device = "auto", isa, kv_type = "f16";
   void add(CLI::App* cmd) {
+    add_device_option(cmd, device);
     cmd->add_option("-t,--threads", threads, "CPU threads (default: one per core)");
     cmd->add_option("-c,--ctx-size", ctx, "Context size in tokens (default: the model's, at most 4096)");
     cmd->add_option("--cpu-isa", isa, "Cap the CPU kernels: scalar, avx2, avx512, amx")
@@ -63,6 +65,7 @@ struct EngineFlags {
   }
   EngineOptions options() const {
     EngineOptions o;
+    o.device = device;
     o.n_threads = threads;
     o.n_ctx = ctx;
     o.isa = isa;
@@ -288,7 +291,7 @@ Runner add_embed(CLI::App& app) {
     std::vector<std::string> texts;
     bool json = false, no_normalize = false, truncate = false;
     unsigned threads = 0;
-    std::string isa;
+    std::string device = "auto", isa;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->model, "Encoder model file or folder")->required();
@@ -297,6 +300,7 @@ Runner add_embed(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print JSON: {\"data\": [{\"index\", \"embedding\", \"tokens\"}]}");
   cmd->add_flag("--no-normalize", o->no_normalize, "Do not L2-normalise the vectors");
   cmd->add_flag("--truncate", o->truncate, "Cut inputs longer than the model's context instead of failing");
+  add_device_option(cmd, o->device);
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx")
       ->check(CLI::IsMember({"scalar", "avx2", "avx512", "amx"}));
@@ -310,10 +314,11 @@ Runner add_embed(CLI::App& app) {
     }
     if (texts.empty()) throw Error(ErrorCode::InvalidArgument, "give texts to embed (arguments or --file)");
     auto model = std::make_shared<Model>(load_model(o->model));
-    CpuBackendOptions bo;
+    BackendOptions bo;
+    bo.device = o->device;
     bo.n_threads = o->threads;
     bo.isa = o->isa;
-    auto backend = create_cpu_backend(bo);
+    auto backend = create_backend(bo);
     auto encoder = create_encoder(model, *backend);
     const auto tok = Tokenizer::create(model->tokenizer);
     const size_t max_len = model->config.n_ctx_train > 0 ? model->config.n_ctx_train : 512;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "device_option.h"
 #include "format.h"
 #include "vireo/core/error.h"
 #include "vireo/server/http_server.h"
@@ -16,7 +17,7 @@ Runner add_serve(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "Serve models over the OpenAI API (chat, completions, embeddings) with continuous batching");
   struct Opts {
     std::vector<std::string> models, aliases;
-    std::string host = "127.0.0.1", api_key, cors, template_file, isa, kv_type = "f16";
+    std::string host = "127.0.0.1", api_key, cors, template_file, device = "auto", isa, kv_type = "f16";
     int port = 8080, parallel = 16, step_tokens = 128, queue = 256, http_threads = 0;
     int64_t ctx = 0, kv_size = 0;
     unsigned threads = 0;
@@ -43,6 +44,7 @@ Runner add_serve(CLI::App& app) {
   cmd->add_option("--chat-template-file", o->template_file, "Use this Jinja chat template instead of the models' own");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not keep finished sequences' KV for prompts that share a prefix");
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the warm-up generation at start");
+  add_device_option(cmd, o->device);
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx")->check(CLI::IsMember({"scalar", "avx2", "avx512", "amx"}));
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
@@ -52,6 +54,7 @@ Runner add_serve(CLI::App& app) {
     std::vector<server::ModelSpec> specs;
     for (size_t i = 0; i < o->models.size(); ++i) specs.push_back({o->models[i], i < o->aliases.size() ? o->aliases[i] : ""});
     server::ModelLoadOptions load;
+    load.engine.device = o->device;
     load.engine.n_threads = o->threads;
     load.engine.isa = o->isa;
     load.engine.n_ctx = o->kv_size;

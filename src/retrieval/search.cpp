@@ -8,12 +8,13 @@
 #include "vireo/core/utf8.h"
 
 namespace vireo {
-Embedder::Embedder(const std::string& model_path, unsigned n_threads) {
+Embedder::Embedder(const std::string& model_path, unsigned n_threads, const std::string& device) {
   name_ = std::filesystem::path(model_path).filename().string();
   model_ = std::make_shared<Model>(load_model(model_path));
-  CpuBackendOptions bo;
+  BackendOptions bo;
+  bo.device = device;
   bo.n_threads = n_threads;
-  backend_ = create_cpu_backend(bo);
+  backend_ = create_backend(bo);
   encoder_ = create_encoder(model_, *backend_);
   tokenizer_ = Tokenizer::create(model_->tokenizer);
   max_tokens_ = model_->config.n_ctx_train > 0 ? static_cast<size_t>(model_->config.n_ctx_train) : 512;

@@ -58,10 +58,7 @@ TextEngine::TextEngine(const std::string& model_path, const EngineOptions& optio
     : TextEngine(std::make_shared<Model>(load_model(model_path)), options) {}
 
 TextEngine::TextEngine(std::shared_ptr<Model> model, const EngineOptions& options) : model_(std::move(model)) {
-  CpuBackendOptions bo;
-  bo.n_threads = options.n_threads;
-  bo.isa = options.isa;
-  backend_ = create_cpu_backend(bo);
+  backend_ = create_backend(options.backend_options());
   lm_ = create_decoder(model_, *backend_);
   int64_t n_ctx = options.n_ctx;
   if (n_ctx < 0) fail(ErrorCode::InvalidArgument, "context size must be >= 0, got {}", n_ctx);

@@ -33,10 +33,7 @@ int64_t unix_now() {
 class EmbeddingService {
  public:
   EmbeddingService(std::shared_ptr<Model> model, const EngineOptions& eo) : model_(std::move(model)) {
-    CpuBackendOptions bo;
-    bo.n_threads = eo.n_threads;
-    bo.isa = eo.isa;
-    backend_ = create_cpu_backend(bo);
+    backend_ = create_backend(eo.backend_options());
     encoder_ = create_encoder(model_, *backend_);
     tokenizer_ = Tokenizer::create(model_->tokenizer);
     max_len_ = model_->config.n_ctx_train > 0 ? model_->config.n_ctx_train : 512;
@@ -53,6 +50,7 @@ class EmbeddingService {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ModelConfig& config() const { return model_->config; }
   size_t max_len() const { return max_len_; }
+  std::string backend_name() const { return backend_->name(); }
 
   std::vector<std::vector<float>> embed(std::vector<EncoderInput> inputs) {
     Job job{std::move(inputs), {}};
@@ -687,13 +685,13 @@ std::vector<std::string> Server::describe() const {
   std::vector<std::string> lines;
   for (const auto& m : impl_->models) {
     if (m->embed) {
-      lines.push_back(fmt::format("{}: embeddings, {} dimensions, up to {} tokens per input", m->id, m->embed->config().n_embd,
-                                  m->embed->max_len()));
+      lines.push_back(fmt::format("{}: embeddings on {}, {} dimensions, up to {} tokens per input", m->id,
+                                  m->embed->backend_name(), m->embed->config().n_embd, m->embed->max_len()));
       continue;
     }
     const auto& so = m->scheduler->options();
-    lines.push_back(fmt::format("{}: generation, up to {} tokens per request, {} sequences in parallel, KV cache of {} cells ({:.0f} MiB){}",
-                                m->id, m->scheduler->seq_ctx(), so.max_batch, m->engine->n_ctx(),
+    lines.push_back(fmt::format("{}: generation on {}, up to {} tokens per request, {} sequences in parallel, KV cache of {} cells ({:.0f} MiB){}",
+                                m->id, m->engine->backend().name(), m->scheduler->seq_ctx(), so.max_batch, m->engine->n_ctx(),
                                 static_cast<double>(m->engine->cache().bytes()) / (1 << 20),
                                 m->engine->has_chat_template() ? "" : ", no chat template (completions only)"));
   }

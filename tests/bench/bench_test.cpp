@@ -43,7 +43,7 @@ std::string slurp(const std::string& path) {
 TEST(BenchRun, JsonIsConsistentAndTheReportHasItsCharts) {
   test::TempDir dir;
   const std::string cmd = "VIREO_CACHE=" + dir.path() + " " + VIREO_BINARY_PATH +
-                          " bench --synthetic tiny --type q8_0 -p 16 -n 8 -d 0,8 -b 1,2 -r 2 -t 2 -o json --report " +
+                          " bench --synthetic tiny --type q8_0 -p 16 -n 8 -d 0,8 -b 1,2 -r 2 -t 2 --device cpu -o json --report " +
                           dir.file("report") + " 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -57,6 +57,7 @@ TEST(BenchRun, JsonIsConsistentAndTheReportHasItsCharts) {
   EXPECT_EQ(doc["schema"], 1);
   const auto& hw = doc["hardware"];
   for (const char* k : {"mem_gb_s", "int8_tops", "float_tflops"}) EXPECT_GT(hw[k].get<double>(), 0) << k;
+  EXPECT_EQ(hw["mem_method"], "streaming read");
   EXPECT_FALSE(doc["timeline"].empty());
   const auto& results = doc["results"];
   ASSERT_EQ(results.size(), 8u);  // (pp16, tg8) x depth (0, 8) x batch (1, 2)
@@ -64,11 +65,12 @@ TEST(BenchRun, JsonIsConsistentAndTheReportHasItsCharts) {
   const std::set<std::string> verdicts = {"memory-bound", "compute-bound", "under-utilised"};
   for (const auto& r : results) {
     SCOPED_TRACE(r["test"].get<std::string>());
-    for (const char* k : {"engine", "model", "model_bytes", "n_params", "weight_bytes", "kv_bytes", "backend", "threads", "test",
+    for (const char* k : {"engine", "model", "model_bytes", "n_params", "weight_bytes", "kv_bytes", "device", "backend", "threads", "test",
                           "n_prompt", "n_gen", "depth", "batch", "tokens", "repetitions", "samples", "avg_ts", "stddev_ts",
                           "peak_rss_bytes", "roofline"}) {
       EXPECT_TRUE(r.contains(k)) << k;
     }
+    EXPECT_EQ(r["device"], "cpu");
     const double tokens = r["batch"].get<double>() * (r["n_prompt"].get<double>() + r["n_gen"].get<double>());
     EXPECT_EQ(r["tokens"].get<double>(), tokens);
     ASSERT_EQ(r["samples"].size(), 2u);

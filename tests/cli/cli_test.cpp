@@ -49,5 +49,24 @@ TEST(Cli, EveryCommandHasHelp) {
   }
 }
 
+// The flag is checked as the command line is parsed (before any model loads, and before --help
+// prints), so no GPU and no model file are needed here.
+TEST(Cli, DeviceFlagAcceptsDeviceNamesAndRejectsOthersClearly) {
+  for (const char* device : {"auto", "cpu", "cuda", "cuda:0", "cuda:12"}) {
+    const auto [status, out] = run_vireo(std::string("run --device ") + device + " --help");
+    EXPECT_EQ(status, 0) << device << ": " << out;
+  }
+  for (const char* cmd : {"run", "score", "embed", "serve", "bench", "ingest", "search", "classify", "ask", "eval-retrieval"}) {
+    const auto [status, out] = run_vireo(std::string(cmd) + " --device bogus --help");
+    EXPECT_NE(status, 0) << cmd;
+    EXPECT_NE(out.find("'bogus' is not a device: give cpu, cuda, cuda:N or auto"), std::string::npos) << cmd << ": " << out;
+  }
+  for (const char* device : {"cuda:", "cuda:x", "CPU", "cuda:1x"}) {
+    const auto [status, out] = run_vireo(std::string("embed --device '") + device + "' --help");
+    EXPECT_NE(status, 0) << device;
+    EXPECT_NE(out.find("is not a device"), std::string::npos) << device << ": " << out;
+  }
+}
+
 }  // namespace
 }  // namespace vireo

@@ -121,6 +121,24 @@ TEST_F(StoriesEngine, CliRunJsonMatchesTheLibrary) {
   EXPECT_NE(bad.second.find("token id 99999 is outside the vocabulary"), std::string::npos) << bad.second;
 }
 
+TEST_F(StoriesEngine, DeviceCpuRunsOnTheCpuBackendFromTheLibraryAndTheCli) {
+  TextEngine cpu(path_, EngineOptions{.device = "cpu", .n_threads = 2});
+  EXPECT_EQ(cpu.backend().name().rfind("cpu", 0), 0u) << cpu.backend().name();
+  TextGenerateOptions o;
+  o.gen.max_tokens = 8;
+  const TextResult r = cpu.generate(cpu.tokenize("The cat"), o);
+  const auto [rc, out] = test::run_vireo("run " + path_ + " -p 'The cat' -n 8 --temp 0 -t 2 --device cpu --json");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["ids"].get<std::vector<int32_t>>(), r.tokens);
+
+  try {
+    TextEngine bad(path_, EngineOptions{.device = "bogus"});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bogus"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(StoriesEngine, CliChatRendersEveryTurnWithTheTemplate) {
   test::TempDir dir;
   const std::string tpl = dir.file("chat.jinja");

@@ -106,6 +106,15 @@ class Backend {
   virtual void download(const Buffer& buf, void* host) = 0;
   virtual void synchronize() {}
 
+  // ---- steps ----
+  // A model brackets each forward pass with these. A backend may record the ops of a step the
+  // first times it sees `key` and afterwards replay the recording (a CUDA graph), with only the
+  // uploads' data new: the caller promises that equal keys make the same calls on the same
+  // buffers, with uploads of the same sizes in the same order. begin_step returns whether the
+  // step is being recorded or replayed; end_step(false) abandons it (after an error).
+  virtual bool begin_step(uint64_t key, int64_t n_tokens) { return false; }
+  virtual void end_step(bool run = true) {}
+
   // ---- weights ----
   // Prepares a weight once, at load. The tensor's data must stay valid for the weight's life
   // (the model keeps its file mapped); a backend may also copy it.
@@ -178,5 +187,22 @@ struct CpuBackendOptions {
 };
 
 std::unique_ptr<Backend> create_cpu_backend(const CpuBackendOptions& options = {});
+
+// True when this build has the CUDA backend and a CUDA device is present.
+bool cuda_available();
+// The CUDA backend on device `device` (weights and activations in device memory). Throws
+// Unsupported when the build has no CUDA or no device is present.
+std::unique_ptr<Backend> create_cuda_backend(int device = 0);
+
+struct BackendOptions {
+  // "cpu", "cuda" (or "cuda:N"), or "auto" / "": CUDA when a GPU is present, else the CPU.
+  std::string device = "auto";
+  unsigned n_threads = 0;  // CPU backend only; 0: one per core
+  std::string isa;         // CPU backend only; see CpuBackendOptions
+};
+// The backend the options name; "cuda" without a usable GPU is an error that says so.
+std::unique_ptr<Backend> create_backend(const BackendOptions& options);
+// The device create_backend would use for `device` ("cpu" or "cuda:N"), without creating it.
+std::string resolve_device(const std::string& device);
 
 }  // namespace vireo

@@ -17,8 +17,9 @@ struct PeerRun {
   std::vector<std::string> skipped;    // tests the peer cannot run, with the reason
 };
 
-// Throws NotFound when no way to run llama.cpp is available.
+// Throws NotFound when no way to run llama.cpp is available. On a "cuda..." device llama-bench
+// offloads every layer and uses flash attention (-ngl 99 -fa 1); on "cpu" none (-ngl 0).
 PeerRun run_llama_cpp_peer(const std::string& llama_bench, const std::string& model, const std::vector<BenchTest>& tests,
-                           unsigned threads, int reps);
+                           unsigned threads, int reps, const std::string& device = "cpu");
 
 }  // namespace vireo

@@ -17,7 +17,8 @@ namespace vireo {
 // An encoder model (BERT family) with its tokenizer, loaded once.
 class Embedder {
  public:
-  Embedder(const std::string& model_path, unsigned n_threads);
+  // `device`: "cpu", "cuda", "cuda:N" or "auto" (see create_backend).
+  Embedder(const std::string& model_path, unsigned n_threads, const std::string& device = "auto");
   const std::string& name() const { return name_; }  // the model file's name, the vectors' key
   int dim() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }

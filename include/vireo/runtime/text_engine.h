@@ -20,10 +20,13 @@
 namespace vireo {
 
 struct EngineOptions {
-  unsigned n_threads = 0;  // 0: one per core
-  std::string isa;         // CPU kernel cap; see CpuBackendOptions
-  int64_t n_ctx = 0;       // KV cells; 0: the model's training context, at most 4096
+  std::string device = "auto";  // "cpu", "cuda", "cuda:N" or "auto"
+  unsigned n_threads = 0;       // CPU backend: 0 is one per core
+  std::string isa;              // CPU kernel cap; see CpuBackendOptions
+  int64_t n_ctx = 0;            // KV cells; 0: the model's training context, at most 4096
   DType kv_type = DType::F16;
+
+  BackendOptions backend_options() const { return {.device = device, .n_threads = n_threads, .isa = isa}; }
 };
 
 // Text-level stop strings. Text is fed as it is decoded; what could still be the start of a stop

@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "dequant.cuh"
 #include "vireo/core/error_types.h"
 #include "vireo/core/quant_blocks.h"
+#include "vireo/kernels/ref/quant.h"
 
 namespace vireo::cuda {
 namespace {
@@ -35,11 +37,11 @@ __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ld
 // Activations of the quantized products: Q8_0 blocks as llama.cpp's reference makes them
 // (d = amax / 127 rounded to F16, q = round(x / d)), kept as int8 levels, F32 scales and the
 // block sums d * sum(q) (for Q4_0's offset of 8). One warp per block of 32.
-__global__ void quantize_x_q8(const float* __restrict__ x, int8_t* __restrict__ xq, float* __restrict__ xd,
-                              float* __restrict__ xs, int n_blocks) {
+__global__ void quantize_x_q8(const float* __restrict__ x, int64_t ldx, int nb, int8_t* __restrict__ xq,
+                              float* __restrict__ xd, float* __restrict__ xs, int n_blocks) {
   const int blk = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   if (blk >= n_blocks) return;
-  const float v = x[static_cast<size_t>(blk) * 32 + lane];
+  const float v = x[static_cast<int64_t>(blk / nb) * ldx + static_cast<int64_t>(blk % nb) * 32 + lane];
   float amax = fabsf(v);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -187,49 +189,69 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const uint4* __
   warp_sum_store<T>(acc, y, ldy, row, lane);
 }
 
-// Scratch for quantized activations, grown as needed (one stream: reused by every launch).
-struct XScratch {
-  int8_t* q = nullptr;
-  float* d = nullptr;
-  float* s = nullptr;
-  size_t blocks = 0;
-  void ensure(size_t n) {
-    if (n <= blocks) return;
-    cudaFree(q);
-    cudaFree(d);
-    cudaFree(s);
-    check(cudaMalloc(&q, n * 32), "malloc");
-    check(cudaMalloc(&d, n * sizeof(float)), "malloc");
-    check(cudaMalloc(&s, n * sizeof(float)), "malloc");
-    blocks = n;
+// Any other type: each lane reads eight elements at a time through dequant8.
+template <int T>
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(WeightView w, const float* __restrict__ x, float* __restrict__ y,
+                                                                    int rows, int64_t ldx, int64_t ldy) {
+  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  if (row >= rows) return;
+  float acc[T] = {};
+  for (int64_t c = lane * 8; c < w.cols; c += kWarp * 8) {
+    float wv[8];
+    dequant8(w, row, c, wv);  // rows are padded to whole runs of 8 (zeros past cols)
+    const int live = w.cols - c < 8 ? static_cast<int>(w.cols - c) : 8;
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float* xp = x + t * ldx + c;
+      float a = 0;
+      if (live == 8) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) a += wv[i] * __ldg(xp + i);
+      } else {
+        for (int i = 0; i < live; ++i) a += wv[i] * __ldg(xp + i);
+      }
+      acc[t] += a;
+    }
   }
-};
-XScratch g_x;
+  warp_sum_store<T>(acc, y, static_cast<int>(ldy), row, lane);
+}
+
+WeightView view_of(const DeviceMatrix& m) {
+  return WeightView{m.type, static_cast<const uint8_t*>(m.levels), static_cast<const __half*>(m.scales), m.cols,
+                    static_cast<int64_t>(m.row_bytes)};
+}
 
 template <int T>
-void launch(const DeviceMatrix& m, const float* x, float* y) {
+void launch(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, float* y, int64_t ldy,
+            cudaStream_t st) {
   const int rows = static_cast<int>(m.rows), cols = static_cast<int>(m.cols);
   const dim3 block(kWarp * kRowsPerBlock);
-  if (m.type == DType::F16) {
-    const dim3 grid(static_cast<unsigned>((m.rows + kRowsPerBlock - 1) / kRowsPerBlock));
-    gemv_f16<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), x, y, rows, cols / 8, cols, rows);
+  const dim3 row_grid(static_cast<unsigned>((m.rows + kRowsPerBlock - 1) / kRowsPerBlock));
+  if (m.type == DType::F16 && cols % 8 == 0 && ldx % 4 == 0) {
+    gemv_f16<T><<<row_grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), x, y, rows, cols / 8, static_cast<int>(ldx),
+                                           static_cast<int>(ldy));
     return;
   }
   if (m.type != DType::Q4_0 && m.type != DType::Q8_0) {
-    throw Error(ErrorCode::Unsupported, "cuda gemv: type " + std::to_string(static_cast<int>(m.type)) + " is not supported");
+    gemv_generic<T><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy);
+    return;
+  }
+  if (qx == nullptr || qx->n_tokens < T || qx->cols != m.cols) {
+    throw Error(ErrorCode::InvalidArgument, "cuda gemv: activations were not quantized for this product");
   }
   const int nb = cols / 32;
-  const size_t n_blocks = static_cast<size_t>(T) * nb;
-  g_x.ensure(n_blocks);
-  quantize_x_q8<<<static_cast<unsigned>((n_blocks + 7) / 8), 256>>>(x, g_x.q, g_x.d, g_x.s, static_cast<int>(n_blocks));
   const int64_t per_block = kRowsPerBlock * kRowsPerWarp;
   const dim3 grid(static_cast<unsigned>((m.rows + per_block - 1) / per_block));
   if (m.type == DType::Q4_0) {
-    gemv_q4_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), g_x.q, g_x.d, g_x.s, y, rows, nb, rows);
+    gemv_q4_0<T><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
+                                        qx->s, y, rows, nb, static_cast<int>(ldy));
   } else {
-    gemv_q8_0<T><<<grid, block>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), g_x.q, g_x.d, g_x.s, y, rows, nb, rows);
+    gemv_q8_0<T><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
+                                        qx->s, y, rows, nb, static_cast<int>(ldy));
   }
 }
+
+QuantizedActivations g_x;  // scratch of the default-stream convenience gemv
 
 }  // namespace
 
@@ -238,29 +260,48 @@ bool device_available() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-std::string device_name() {
+std::string device_name(int device) {
   cudaDeviceProp p{};
-  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "none";
+  if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return "none";
   return p.name;
 }
 
+bool supports_type(DType type) {
+  switch (type) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0:
+    case DType::Q5_1: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
 DeviceMatrix upload_matrix(DType type, const void* host_rows, int64_t rows, int64_t cols) {
+  if (!supports_type(type)) {
+    throw Error(ErrorCode::Unsupported, "cuda: weight type " + std::to_string(static_cast<int>(type)) + " is not supported");
+  }
   DeviceMatrix m;
   m.type = type;
   m.rows = rows;
   m.cols = cols;
   const auto* src = static_cast<const uint8_t*>(host_rows);
-  if (type == DType::F16) {
-    if (cols % 8 != 0) throw Error(ErrorCode::Unsupported, "cuda gemv: F16 rows must be a multiple of 8 columns, got " + std::to_string(cols));
-    m.bytes = static_cast<size_t>(rows * cols) * 2;
-    check(cudaMalloc(&m.levels, m.bytes), "malloc");
-    check(cudaMemcpy(m.levels, src, m.bytes, cudaMemcpyHostToDevice), "upload");
+  if (type != DType::Q4_0 && type != DType::Q8_0) {
+    const size_t file_row = ref::row_bytes(type, cols);  // checks whole blocks
+    m.row_bytes = file_row;
+    if (cols % 8 != 0) {  // plain types: rows padded with zeros to whole runs of 8 (aligned reads)
+      m.row_bytes = ref::row_bytes(type, (cols + 7) / 8 * 8);
+    }
+    m.bytes = file_row * static_cast<size_t>(rows);
+    check(cudaMalloc(&m.levels, m.row_bytes * static_cast<size_t>(rows)), "malloc");
+    if (m.row_bytes == file_row) {
+      check(cudaMemcpy(m.levels, src, m.bytes, cudaMemcpyHostToDevice), "upload");
+    } else {
+      check(cudaMemset(m.levels, 0, m.row_bytes * static_cast<size_t>(rows)), "memset");
+      check(cudaMemcpy2D(m.levels, m.row_bytes, src, file_row, file_row, static_cast<size_t>(rows), cudaMemcpyHostToDevice), "upload");
+    }
     return m;
   }
-  if (type != DType::Q4_0 && type != DType::Q8_0) {
-    throw Error(ErrorCode::Unsupported, "cuda gemv: type " + std::to_string(static_cast<int>(type)) + " is not supported");
-  }
-  if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda gemv: " + std::to_string(cols) + " columns are not whole blocks");
+  m.row_bytes = ref::row_bytes(type, cols);
   const int64_t nb = cols / 32;
   const size_t lv = type == DType::Q4_0 ? 16 : 32, blk = type == DType::Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
   std::vector<uint8_t> levels(static_cast<size_t>(rows * nb) * lv);
@@ -293,19 +334,60 @@ void device_free(void* p) { cudaFree(p); }
 void copy_to_device(float* dst, const float* src, size_t n) { check(cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice), "copy"); }
 void copy_to_host(float* dst, const float* src, size_t n) { check(cudaMemcpy(dst, src, n * 4, cudaMemcpyDeviceToHost), "copy"); }
 
-void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {
+void QuantizedActivations::ensure(size_t blocks) {
+  if (blocks <= capacity) return;
+  cudaFree(q);
+  cudaFree(d);
+  cudaFree(s);
+  q = nullptr, d = nullptr, s = nullptr, capacity = 0;
+  check(cudaMalloc(&q, blocks * 32), "malloc");
+  check(cudaMalloc(&d, blocks * sizeof(float)), "malloc");
+  check(cudaMalloc(&s, blocks * sizeof(float)), "malloc");
+  capacity = blocks;
+}
+
+QuantizedActivations::~QuantizedActivations() {
+  cudaFree(q);
+  cudaFree(d);
+  cudaFree(s);
+}
+
+void quantize_activations(const float* x, int64_t ldx, int n_tokens, int64_t cols, QuantizedActivations& qx, Stream s) {
+  if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda: activations of " + std::to_string(cols) + " columns are not whole blocks");
+  const int nb = static_cast<int>(cols / 32);
+  const size_t n_blocks = static_cast<size_t>(n_tokens) * nb;
+  qx.ensure(n_blocks);
+  qx.n_tokens = n_tokens;
+  qx.cols = cols;
+  quantize_x_q8<<<static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, static_cast<cudaStream_t>(s)>>>(x, ldx, nb, qx.q, qx.d, qx.s,
+                                                                                                    static_cast<int>(n_blocks));
+  check(cudaGetLastError(), "quantize launch");
+}
+
+void gemv(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens, float* y,
+          int64_t ldy, Stream s) {
+  const auto st = static_cast<cudaStream_t>(s);
   switch (n_tokens) {
-    case 1: launch<1>(m, x, y); break;
-    case 2: launch<2>(m, x, y); break;
-    case 3: launch<3>(m, x, y); break;
-    case 4: launch<4>(m, x, y); break;
-    case 5: launch<5>(m, x, y); break;
-    case 6: launch<6>(m, x, y); break;
-    case 7: launch<7>(m, x, y); break;
-    case 8: launch<8>(m, x, y); break;
+    case 1: launch<1>(m, x, ldx, qx, y, ldy, st); break;
+    case 2: launch<2>(m, x, ldx, qx, y, ldy, st); break;
+    case 3: launch<3>(m, x, ldx, qx, y, ldy, st); break;
+    case 4: launch<4>(m, x, ldx, qx, y, ldy, st); break;
+    case 5: launch<5>(m, x, ldx, qx, y, ldy, st); break;
+    case 6: launch<6>(m, x, ldx, qx, y, ldy, st); break;
+    case 7: launch<7>(m, x, ldx, qx, y, ldy, st); break;
+    case 8: launch<8>(m, x, ldx, qx, y, ldy, st); break;
     default: throw Error(ErrorCode::InvalidArgument, "cuda gemv: 1 to 8 tokens, got " + std::to_string(n_tokens));
   }
   check(cudaGetLastError(), "gemv launch");
+}
+
+void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {
+  const QuantizedActivations* qx = nullptr;
+  if (m.type == DType::Q4_0 || m.type == DType::Q8_0) {
+    quantize_activations(x, m.cols, n_tokens, m.cols, g_x, nullptr);
+    qx = &g_x;
+  }
+  gemv(m, x, m.cols, qx, n_tokens, y, m.rows, nullptr);
 }
 
 namespace {

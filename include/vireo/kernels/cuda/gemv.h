@@ -1,7 +1,9 @@
 // CUDA matrix-vector products for decode: y = W x for a few tokens, weights streamed once from
-// device memory with 16-byte coalesced loads. Weights are repacked at upload into split arrays
-// (quant levels, then scales) so every load is aligned; their values are exactly the file's.
-// Host-side API: no CUDA headers needed to call it.
+// device memory with 16-byte coalesced loads. Q4_0 and Q8_0 weights are repacked at upload into
+// split arrays (quant levels, then scales) so every load is aligned; other types keep the file's
+// blocks. Values are exactly the file's either way.
+// Host-side API: no CUDA headers needed to call it. `Stream` is a cudaStream_t (null: the
+// default stream).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,18 +13,26 @@
 
 namespace vireo::cuda {
 
+using Stream = void*;
+
 bool device_available();
-std::string device_name();
+std::string device_name(int device = 0);
 
 struct DeviceMatrix {
   DType type = DType::F32;
   int64_t rows = 0, cols = 0;
-  void* levels = nullptr;  // Q4_0: [rows][cols/32][16 B]; Q8_0: [rows][cols/32][32 B]; F16: [rows][cols] halves
-  void* scales = nullptr;  // Q4_0 / Q8_0: [rows][cols/32] halves
+  // F16: [rows][cols] halves. Q4_0: [rows][cols/32][16 B]; Q8_0: [rows][cols/32][32 B].
+  // Other types: the file's rows of row_bytes each.
+  void* levels = nullptr;
+  void* scales = nullptr;  // Q4_0 / Q8_0: [rows][cols/32] halves; otherwise null
+  size_t row_bytes = 0;    // bytes of one row in the file's layout
   size_t bytes = 0;        // what one product reads
 };
 
-// Types: F16, Q4_0, Q8_0. `host_rows` holds rows*cols elements as the file stores them.
+// True when the device kernels can hold and multiply `type`.
+bool supports_type(DType type);
+// `host_rows` holds rows*cols elements as the file stores them. Types: F32, F16, BF16, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 DeviceMatrix upload_matrix(DType type, const void* host_rows, int64_t rows, int64_t cols);
 void free_matrix(DeviceMatrix& m);
 
@@ -32,10 +42,28 @@ void device_free(void* p);
 void copy_to_device(float* dst, const float* src, size_t n);
 void copy_to_host(float* dst, const float* src, size_t n);
 
-// y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens (1..8); x [n_tokens][cols], y [n_tokens][rows].
-// Q4_0 / Q8_0 weights take x rounded to Q8_0 blocks first (as the CPU backend and llama.cpp do)
-// and multiply in integers; F16 weights take x as it is.
+// Activations rounded to Q8_0 blocks on the device (as the CPU backend and llama.cpp do for
+// Q4_0 / Q8_0 weights): int8 levels [t][cols/32][32], scales and block sums d * sum(q).
+struct QuantizedActivations {
+  int8_t* q = nullptr;
+  float* d = nullptr;
+  float* s = nullptr;
+  size_t capacity = 0;  // blocks
+  int n_tokens = 0;
+  int64_t cols = 0;
+  void ensure(size_t blocks);
+  ~QuantizedActivations();
+};
+void quantize_activations(const float* x, int64_t ldx, int n_tokens, int64_t cols, QuantizedActivations& qx, Stream s);
+
+// y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens (1..8); x [n_tokens][ldx], y [n_tokens][ldy].
+// Q4_0 / Q8_0 take `qx` (made from x by quantize_activations) and multiply in integers; other
+// types take x as it is.
+void gemv(const DeviceMatrix& w, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens, float* y,
+          int64_t ldy, Stream s);
+// The same, quantizing x first into a scratch of this module (default stream; tests and benches).
 void gemv(const DeviceMatrix& w, const float* x, float* y, int n_tokens);
+constexpr int kMaxGemvTokens = 8;
 
 // Mean milliseconds of one gemv over `iters` back-to-back launches (CUDA events).
 double time_gemv_ms(const DeviceMatrix& w, const float* x, float* y, int n_tokens, int iters);

@@ -1,0 +1,573 @@
+// The CUDA backend: activations and weights in device memory, every op enqueued on one stream.
+// Decode-sized products (up to 8 tokens) stream the weights through the gemv kernels in their
+// file's precision; larger batches (prefill, many sequences) go to cuBLAS tensor-core GEMMs,
+// quantized weights dequantized tile by tile into F16 first. Only download waits for the GPU.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "backend/mlx_convert.h"
+#include "vireo/backend/backend.h"
+#include "vireo/core/mapped_file.h"
+#include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/cuda/ops.h"
+#include "vireo/kernels/ref/quant.h"
+
+namespace vireo {
+namespace {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(ErrorCode::Io, "CUDA {}: {}", what, cudaGetErrorString(e));
+}
+void check_cublas(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail(ErrorCode::Io, "cuBLAS {}: status {}", what, static_cast<int>(s));
+}
+
+void require(bool ok, const char* op, const char* what) {
+  if (!ok) fail(ErrorCode::InvalidArgument, "{}: {}", op, what);
+}
+void require_f32(const Buffer& b, const char* op) { require(b.type() == DType::F32, op, "activations must be F32"); }
+void require_shape(const Buffer& b, int64_t rows, int64_t cols, const char* op, const char* what) {
+  if (b.rows() != rows || b.cols() != cols) {
+    fail(ErrorCode::InvalidArgument, "{}: {} is [{}, {}], expected [{}, {}]", op, what, b.rows(), b.cols(), rows, cols);
+  }
+}
+
+// Device memory freed when the last Buffer or Weight holding it goes.
+std::shared_ptr<void> device_alloc(size_t bytes) {
+  void* p = nullptr;
+  check_cuda(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "out of device memory");
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+}
+
+class CudaWeight final : public Weight {
+ public:
+  ~CudaWeight() override { cuda::free_matrix(matrix); }
+  cuda::DeviceMatrix matrix;    // Matmul and Rows
+  std::shared_ptr<void> vec;    // Vector: [1, cols] F32 on the device
+};
+const CudaWeight& as_cuda(const Weight& w) { return static_cast<const CudaWeight&>(w); }
+
+const float* vector_of(const Weight& w, int64_t n, const char* op) {
+  const auto& cw = as_cuda(w);
+  if (!cw.vec || cw.cols != n) fail(ErrorCode::InvalidArgument, "{}: vector '{}' has {} values, expected {}", op, w.name, cw.cols, n);
+  return static_cast<const float*>(cw.vec.get());
+}
+
+// A device scratch that only grows.
+struct Scratch {
+  std::shared_ptr<void> mem;
+  size_t bytes = 0;
+  uint64_t moves = 0;
+  void* get(size_t n) {
+    if (n > bytes) {
+      mem = device_alloc(n);
+      bytes = n;
+      ++moves;
+    }
+    return mem.get();
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) fail(ErrorCode::Unsupported, "no CUDA device is present");
+    if (device < 0 || device >= n) fail(ErrorCode::InvalidArgument, "CUDA device {} does not exist ({} present)", device, n);
+    check_cuda(cudaSetDevice(device), "set device");
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+    check_cublas(cublasCreate(&blas_), "create");
+    check_cublas(cublasSetStream(blas_, stream_), "set stream");
+    name_ = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
+    // VIREO_CUDA_GRAPHS=0 runs every op as its own launch (for profilers).
+    if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    steps_.clear();
+    cublasDestroy(blas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return name_; }
+
+  // The server and the ingest pipeline call a backend from several threads; CUDA's current device
+  // is per thread, so every entry point makes it this backend's.
+  void bind() const {
+    thread_local int current = -1;
+    if (current != device_) {
+      check_cuda(cudaSetDevice(device_), "set device");
+      current = device_;
+    }
+  }
+
+  // ---- memory ----
+  Buffer alloc(DType type, int64_t rows, int64_t cols) override {
+    bind();
+    const auto traits = dtype_traits(type);
+    if (!traits || traits->block_elems != 1) fail(ErrorCode::InvalidArgument, "alloc: buffers hold plain types only");
+    if (rows < 0 || cols < 0) fail(ErrorCode::InvalidArgument, "alloc: negative shape [{}, {}]", rows, cols);
+    auto mem = device_alloc(static_cast<size_t>(rows * cols) * traits->block_bytes);
+    void* p = mem.get();
+    return Buffer(std::move(mem), p, type, rows, cols, cols);
+  }
+  void upload(const Buffer& buf, const void* host) override {
+    bind();
+    if (buf.rows() == 0 || buf.cols() == 0) return;
+    const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
+    if (mode_ != Mode::Eager) {  // a captured step reads its inputs from its own pinned staging
+      const size_t bytes = row * static_cast<size_t>(buf.rows());
+      Step& st = *step_;
+      if (mode_ == Mode::Capture) {
+        const size_t offset = (st.staged + 255) / 256 * 256;
+        if (offset + bytes > kStagingBytes) fail(ErrorCode::Unsupported, "a captured step uploads more than {} bytes", kStagingBytes);
+        st.uploads.push_back({offset, bytes});
+        st.staged = offset + bytes;
+        std::memcpy(st.staging + offset, host, bytes);
+        check_cuda(cudaMemcpy2DAsync(buf.data(), static_cast<size_t>(buf.stride()) * es, st.staging + offset, row, row,
+                                     static_cast<size_t>(buf.rows()), cudaMemcpyHostToDevice, stream_),
+                   "upload");
+        return;
+      }
+      if (upload_index_ >= st.uploads.size() || st.uploads[upload_index_].second != bytes) {
+        fail(ErrorCode::InvalidArgument, "a replayed step's uploads differ from the captured ones");
+      }
+      std::memcpy(st.staging + st.uploads[upload_index_++].first, host, bytes);
+      return;
+    }
+    // Pageable source: the call returns once the data is staged, so `host` may go at once.
+    check_cuda(cudaMemcpy2DAsync(buf.data(), static_cast<size_t>(buf.stride()) * es, host, row, row, static_cast<size_t>(buf.rows()),
+                                 cudaMemcpyHostToDevice, stream_),
+               "upload");
+  }
+  void download(const Buffer& buf, void* host) override {
+    bind();
+    if (mode_ != Mode::Eager) fail(ErrorCode::InvalidArgument, "download inside a captured step");
+    if (buf.rows() == 0 || buf.cols() == 0) return;
+    const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
+    check_cuda(cudaMemcpy2DAsync(host, row, buf.data(), static_cast<size_t>(buf.stride()) * es, row, static_cast<size_t>(buf.rows()),
+                                 cudaMemcpyDeviceToHost, stream_),
+               "download");
+    synchronize();
+  }
+  void synchronize() override {
+    bind();
+    check_cuda(cudaStreamSynchronize(stream_), "synchronize");
+  }
+
+  // ---- steps: decode steps captured once as a CUDA graph, then replayed ----
+  // The first time a key is seen the step runs eagerly (buffers and scratch reach their sizes);
+  // the second time it is captured; after that only its uploads are copied into its pinned
+  // staging and the graph is launched, so a decode step costs one launch instead of hundreds.
+  bool begin_step(uint64_t key, int64_t n_tokens) override {
+    bind();
+    if (!graphs_ || n_tokens > cuda::kMaxGemvTokens || mode_ != Mode::Eager) return false;
+    if (auto it = steps_.find(key); it != steps_.end()) {
+      if (it->second.generation == generation()) {
+        step_ = &it->second;
+        check_cuda(cudaEventSynchronize(step_->done), "step");  // its last launch may still read the staging
+        mode_ = Mode::Replay;
+        upload_index_ = 0;
+        return true;
+      }
+      steps_.erase(it);  // scratch it used has moved
+    }
+    if (++seen_[key] < 2) return false;
+    Step& st = steps_[key];
+    step_ = &st;
+    mode_ = Mode::Capture;
+    check_cuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "begin capture");
+    return true;
+  }
+
+  void end_step(bool run) override {
+    if (mode_ == Mode::Eager) return;
+    bind();
+    Step& st = *step_;
+    const Mode mode = mode_;
+    mode_ = Mode::Eager;
+    step_ = nullptr;
+    if (mode == Mode::Capture) {
+      cudaGraph_t graph = nullptr;
+      const cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+      if (e == cudaSuccess && run) {
+        check_cuda(cudaGraphInstantiate(&st.exec, graph, 0), "instantiate graph");
+        st.generation = generation();
+      }
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      if (e != cudaSuccess || !run || st.exec == nullptr) {
+        for (auto it = steps_.begin(); it != steps_.end(); ++it) {
+          if (&it->second == &st) {
+            steps_.erase(it);
+            break;
+          }
+        }
+        if (run) check_cuda(e, "end capture");
+        return;
+      }
+    } else if (upload_index_ != st.uploads.size()) {
+      fail(ErrorCode::InvalidArgument, "a replayed step made {} uploads, its capture {}", upload_index_, st.uploads.size());
+    }
+    if (!run) return;
+    check_cuda(cudaGraphLaunch(st.exec, stream_), "launch graph");
+    check_cuda(cudaEventRecord(st.done, stream_), "record");
+  }
+
+  // ---- weights ----
+  WeightPtr prepare(const Tensor& t, WeightUse use) override {
+    bind();
+    if (t.data == nullptr) fail(ErrorCode::InvalidArgument, "{}: tensor has no data", t.name);
+    auto w = std::make_shared<CudaWeight>();
+    w->name = t.name;
+    w->type = t.type;
+    w->rows = static_cast<int64_t>(t.rows());
+    w->cols = static_cast<int64_t>(t.cols());
+    const uint8_t* data = t.data;
+    std::vector<uint8_t> converted;
+    if (t.mlx_scales != nullptr) {
+      w->type = convert_mlx(t, converted);
+      data = converted.data();
+    }
+    if (use == WeightUse::Vector) {
+      w->rows = 1;
+      w->cols = static_cast<int64_t>(t.n_elements());
+      std::vector<float> values(static_cast<size_t>(w->cols));
+      ref::dequantize_row(w->type, data, values.data(), w->cols);
+      w->vec = device_alloc(values.size() * sizeof(float));
+      check_cuda(cudaMemcpy(w->vec.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
+      return w;
+    }
+    if (!cuda::supports_type(w->type)) {
+      fail(ErrorCode::Unsupported, "{}: the CUDA backend has no kernels for type {}", t.name,
+           dtype_traits(w->type) ? dtype_traits(w->type)->name : "unknown");
+    }
+    w->matrix = cuda::upload_matrix(w->type, data, w->rows, w->cols);
+    // The device holds the weight now: the file's pages need not stay in host memory.
+    if (t.file_mapped && converted.empty()) drop_resident_pages(t.data, t.nbytes);
+    return w;
+  }
+
+  // ---- ops ----
+  void get_rows(const Weight& table, const Buffer& ids, const Buffer& out) override {
+    if (replaying()) return;
+    const auto& w = as_cuda(table);
+    require(w.matrix.levels != nullptr, "get_rows", "the table was not prepared as rows");
+    require(ids.type() == DType::I32 && ids.cols() == 1, "get_rows", "ids must be I32 [n, 1]");
+    require_f32(out, "get_rows");
+    require_shape(out, ids.rows(), w.cols, "get_rows", "out");
+    cuda::get_rows(w.matrix, ids.as<int32_t>(), ids.rows(), out.as<float>(), out.stride(), stream_);
+  }
+
+  void gather_rows(const Buffer& src, const Buffer& ids, const Buffer& out) override {
+    if (replaying()) return;
+    require(ids.type() == DType::I32 && ids.cols() == 1, "gather_rows", "ids must be I32 [n, 1]");
+    require(src.type() == out.type() && src.cols() == out.cols() && out.rows() == ids.rows(), "gather_rows",
+            "out must be [n, src.cols] of src's type");
+    const auto es = static_cast<int64_t>(src.element_size());
+    cuda::gather_rows(src.data(), src.stride() * es, ids.as<int32_t>(), ids.rows(), src.cols() * es, out.data(), out.stride() * es,
+                      stream_);
+  }
+
+  void matmul(const Buffer& x, const Weight& w, const Buffer& out) override {
+    const Weight* ws[1] = {&w};
+    const Buffer outs[1] = {out};
+    matmul_multi(x, ws, outs);
+  }
+
+  void matmul_multi(const Buffer& x, std::span<const Weight* const> ws, std::span<const Buffer> outs) override {
+    if (replaying()) return;
+    require(ws.size() == outs.size() && !ws.empty(), "matmul", "one output per weight");
+    require_f32(x, "matmul");
+    const int64_t n = x.rows();
+    bool any_q8_dot = false;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const auto& m = as_cuda(*ws[i]).matrix;
+      if (m.levels == nullptr) fail(ErrorCode::InvalidArgument, "matmul: '{}' was not prepared for matmul", ws[i]->name);
+      if (m.cols != x.cols()) fail(ErrorCode::InvalidArgument, "matmul: x has {} columns but '{}' has {}", x.cols(), ws[i]->name, m.cols);
+      require_f32(outs[i], "matmul");
+      require_shape(outs[i], n, m.rows, "matmul", "out");
+      any_q8_dot = any_q8_dot || m.type == DType::Q4_0 || m.type == DType::Q8_0;
+    }
+    if (n == 0) return;
+    if (n <= cuda::kMaxGemvTokens) {
+      // Decode: activations rounded once, then each weight streamed once.
+      if (any_q8_dot) cuda::quantize_activations(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qx_, stream_);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        cuda::gemv(as_cuda(*ws[i]).matrix, x.as<float>(), x.stride(), &qx_, static_cast<int>(n), outs[i].as<float>(), outs[i].stride(),
+                   stream_);
+      }
+      return;
+    }
+    bool x16_ready = false, x_bf16_ready = false;
+    for (size_t i = 0; i < ws.size(); ++i) gemm(x, as_cuda(*ws[i]).matrix, outs[i], x16_ready, x_bf16_ready);
+  }
+
+  void add_bias(const Buffer& x, const Weight& bias) override {
+    if (replaying()) return;
+    require_f32(x, "add_bias");
+    cuda::add_bias(x.as<float>(), x.stride(), x.rows(), x.cols(), vector_of(bias, x.cols(), "add_bias"), stream_);
+  }
+
+  void rms_norm(const Buffer& x, const Weight& weight, float eps, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "rms_norm");
+    require_shape(out, x.rows(), x.cols(), "rms_norm", "out");
+    cuda::rms_norm(x.as<float>(), x.stride(), vector_of(weight, x.cols(), "rms_norm"), eps, x.rows(), x.cols(), out.as<float>(),
+                   out.stride(), stream_);
+  }
+
+  void layer_norm(const Buffer& x, const Weight& weight, const Weight& bias, float eps, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "layer_norm");
+    require_shape(out, x.rows(), x.cols(), "layer_norm", "out");
+    cuda::layer_norm(x.as<float>(), x.stride(), vector_of(weight, x.cols(), "layer_norm"), vector_of(bias, x.cols(), "layer_norm"), eps,
+                     x.rows(), x.cols(), out.as<float>(), out.stride(), stream_);
+  }
+
+  void add(const Buffer& a, const Buffer& b, const Buffer& out) override { binary(cuda::Binary::Add, a, b, out, "add"); }
+  void mul(const Buffer& a, const Buffer& b, const Buffer& out) override { binary(cuda::Binary::Mul, a, b, out, "mul"); }
+  void silu_mul(const Buffer& gate, const Buffer& up, const Buffer& out) override {
+    binary(cuda::Binary::SiluMul, gate, up, out, "silu_mul");
+  }
+  void gelu(const Buffer& x, const Buffer& out) override { binary(cuda::Binary::Gelu, x, x, out, "gelu"); }
+
+  void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, const RopeParams& p) override {
+    if (replaying()) return;
+    require_f32(x, "rope");
+    require(positions.type() == DType::I32 && positions.cols() == 1 && positions.rows() == x.rows(), "rope",
+            "positions must be I32 [n, 1]");
+    require(x.cols() == int64_t{n_heads} * head_dim, "rope", "x must be [n, n_heads*head_dim]");
+    require(p.n_dims > 0 && p.n_dims <= head_dim && p.n_dims % 2 == 0, "rope", "n_dims must be even and <= head_dim");
+    require(p.freq_factors.empty() || static_cast<int>(p.freq_factors.size()) == p.n_dims / 2, "rope",
+            "freq_factors must have n_dims/2 values");
+    if (p.style == RopeStyle::None) return;
+    const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
+    cuda::rope(x.as<float>(), x.stride(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, p.n_dims, p.style == RopeStyle::NeoX,
+               theta_scale, device_freq_factors(p.freq_factors), p.freq_scale, stream_);
+  }
+
+  void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
+    if (replaying()) return;
+    require_f32(k, "kv_write");
+    require_f32(v, "kv_write");
+    require_shape(v, k.rows(), k.cols(), "kv_write", "v");
+    require(cells.type() == DType::I32 && cells.cols() == 1 && cells.rows() == k.rows(), "kv_write", "cells must be I32 [n, 1]");
+    require(k_cache.type() == v_cache.type() && (k_cache.type() == DType::F16 || k_cache.type() == DType::F32), "kv_write",
+            "caches must both be F16 or F32");
+    require(k_cache.cols() == k.cols() && v_cache.cols() == k.cols() && v_cache.rows() == k_cache.rows() &&
+                k_cache.stride() == v_cache.stride(),
+            "kv_write", "caches must be [cells, n_head_kv*head_dim]");
+    cuda::kv_write(k.as<float>(), k.stride(), v.as<float>(), v.stride(), cells.as<int32_t>(), k.rows(), k.cols(), k_cache.data(),
+                   v_cache.data(), k_cache.stride(), k_cache.rows(), k_cache.type() == DType::F16, stream_);
+  }
+
+  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
+                 const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(q, "attention");
+    require(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim > 0, "attention",
+            "n_head must be a multiple of n_head_kv");
+    require(q.cols() == int64_t{p.n_head} * p.head_dim, "attention", "q must be [n, n_head*head_dim]");
+    require_shape(out, q.rows(), q.cols(), "attention", "out");
+    require(k.type() == v.type() && (k.type() == DType::F16 || k.type() == DType::F32), "attention", "k and v must both be F16 or F32");
+    require(k.cols() == int64_t{p.n_head_kv} * p.head_dim && v.cols() == k.cols() && v.rows() == k.rows() && k.stride() == v.stride(),
+            "attention", "k and v must be [cells, n_head_kv*head_dim]");
+    require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == q.rows(), "attention", "ranges must be I32 [n, 2]");
+    cuda::AttentionShape a;
+    a.rows = q.rows();
+    a.n_head = p.n_head;
+    a.n_head_kv = p.n_head_kv;
+    a.head_dim = p.head_dim;
+    a.scale = p.scale;
+    a.n_cells = k.rows();
+    const size_t scratch = cuda::attention_scratch_floats(a);
+    float* s = scratch > 0 ? static_cast<float*>(attn_scratch_.get(scratch * sizeof(float))) : nullptr;
+    cuda::attention(q.as<float>(), q.stride(), k.data(), v.data(), k.stride(), k.type() == DType::F16, ranges.as<int32_t>(), a,
+                    out.as<float>(), out.stride(), s, stream_);
+  }
+
+  void softmax(const Buffer& x, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "softmax");
+    require_shape(out, x.rows(), x.cols(), "softmax", "out");
+    cuda::softmax(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<float>(), out.stride(), stream_);
+  }
+
+  void argmax(const Buffer& x, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "argmax");
+    require(out.type() == DType::I32 && out.cols() == 1 && out.rows() == x.rows() && out.contiguous(), "argmax",
+            "out must be I32 [n, 1]");
+    cuda::argmax(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<int32_t>(), stream_);
+  }
+
+  void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "mean_rows");
+    require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == out.rows() && ranges.contiguous(), "mean_rows",
+            "ranges must be I32 [n_seq, 2]");
+    require(out.cols() == x.cols(), "mean_rows", "out must be [n_seq, d]");
+    cuda::mean_rows(x.as<float>(), x.stride(), x.cols(), ranges.as<int32_t>(), out.rows(), out.as<float>(), out.stride(), stream_);
+  }
+
+  void l2_normalize(const Buffer& x, const Buffer& out) override {
+    if (replaying()) return;
+    require_f32(x, "l2_normalize");
+    require_shape(out, x.rows(), x.cols(), "l2_normalize", "out");
+    cuda::l2_normalize(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<float>(), out.stride(), stream_);
+  }
+
+ private:
+  void binary(cuda::Binary op, const Buffer& a, const Buffer& b, const Buffer& out, const char* name) {
+    if (replaying()) return;
+    require_f32(a, name);
+    require_f32(b, name);
+    require_f32(out, name);
+    require_shape(b, a.rows(), a.cols(), name, "the second operand");
+    require_shape(out, a.rows(), a.cols(), name, "out");
+    cuda::binary(op, a.as<float>(), a.stride(), b.as<float>(), b.stride(), out.as<float>(), out.stride(), a.rows(), a.cols(), stream_);
+  }
+
+  // out [n, rows] = x [n, cols] · Wᵀ on tensor cores. cuBLAS is column-major: a row-major W is a
+  // column-major [cols, rows] matrix, so C (column-major [rows, n]) = op_T(W) · x is out.
+  void gemm(const Buffer& x, const cuda::DeviceMatrix& m, const Buffer& out, bool& x16_ready, bool& x_bf16_ready) {
+    const int64_t n = x.rows(), cols = m.cols;
+    const float one = 1.0f, zero = 0.0f;
+    // lda: plain weights keep their rows padded to whole runs of 8 (see upload_matrix).
+    auto run = [&](const void* a, cudaDataType at, int64_t lda, const void* b, cudaDataType bt, int64_t ldb, int64_t row0, int64_t rows) {
+      check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(cols), &one,
+                                a, at, static_cast<int>(lda), b, bt, static_cast<int>(ldb), &zero, out.as<float>() + row0, CUDA_R_32F,
+                                static_cast<int>(out.stride()), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "gemm");
+    };
+    if (m.type == DType::F32) {  // F32 weights multiply F32 activations, as the reference does
+      run(m.levels, CUDA_R_32F, static_cast<int64_t>(m.row_bytes / 4), x.data(), CUDA_R_32F, x.stride(), 0, m.rows);
+      return;
+    }
+    const bool bf16 = m.type == DType::BF16;
+    Scratch& xs = bf16 ? x_bf16_ : x16_;
+    bool& ready = bf16 ? x_bf16_ready : x16_ready;
+    void* xh = xs.get(static_cast<size_t>(n * cols) * 2);
+    if (!ready) {
+      cuda::convert_f32(x.as<float>(), x.stride(), n, cols, xh, bf16, stream_);
+      ready = true;
+    }
+    const cudaDataType ht = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    if (m.type == DType::F16 || bf16) {
+      run(m.levels, ht, static_cast<int64_t>(m.row_bytes / 2), xh, ht, cols, 0, m.rows);
+      return;
+    }
+    // Quantized: dequantize row tiles (exact in F16 for these formats' ranges) and multiply each.
+    const int64_t tile = std::max<int64_t>(256, (int64_t{32} << 20) / cols) / 256 * 256;
+    void* wh = w16_.get(static_cast<size_t>(std::min(tile, m.rows) * cols) * 2);
+    for (int64_t r0 = 0; r0 < m.rows; r0 += tile) {
+      const int64_t rows = std::min(tile, m.rows - r0);
+      cuda::dequantize_rows(m, r0, rows, wh, false, stream_);
+      run(wh, CUDA_R_16F, cols, xh, CUDA_R_16F, cols, r0, rows);
+    }
+  }
+
+  // Device copies of rope frequency divisors, one per distinct vector.
+  const float* device_freq_factors(const std::vector<float>& ff) {
+    if (ff.empty()) return nullptr;
+    for (auto& [values, mem] : freq_factors_) {
+      if (values == ff) return static_cast<const float*>(mem.get());
+    }
+    auto mem = device_alloc(ff.size() * sizeof(float));
+    check_cuda(cudaMemcpy(mem.get(), ff.data(), ff.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
+    freq_factors_.emplace_back(ff, mem);
+    return static_cast<const float*>(mem.get());
+  }
+
+  bool replaying() const {
+    bind();
+    return mode_ == Mode::Replay;
+  }
+  // Changes whenever a scratch buffer moves: graphs captured before then are stale.
+  uint64_t generation() const {
+    return x16_.moves + x_bf16_.moves + w16_.moves + attn_scratch_.moves + static_cast<uint64_t>(qx_.capacity);
+  }
+
+  static constexpr size_t kStagingBytes = 64 << 10;
+  struct Step {
+    Step() {
+      check_cuda(cudaMallocHost(&staging, kStagingBytes), "pinned staging");
+      check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event");
+    }
+    ~Step() {
+      if (exec != nullptr) cudaGraphExecDestroy(exec);
+      cudaEventDestroy(done);
+      cudaFreeHost(staging);
+    }
+    Step(const Step&) = delete;
+    Step& operator=(const Step&) = delete;
+    cudaGraphExec_t exec = nullptr;
+    cudaEvent_t done = nullptr;
+    uint8_t* staging = nullptr;
+    size_t staged = 0;
+    std::vector<std::pair<size_t, size_t>> uploads;  // (offset, bytes) in staging, in call order
+    uint64_t generation = 0;
+  };
+  enum class Mode { Eager, Capture, Replay };
+
+  int device_;
+  std::string name_;
+  bool graphs_ = true;
+  Mode mode_ = Mode::Eager;
+  Step* step_ = nullptr;
+  size_t upload_index_ = 0;
+  std::map<uint64_t, Step> steps_;
+  std::map<uint64_t, int> seen_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cuda::QuantizedActivations qx_;
+  Scratch x16_, x_bf16_, w16_, attn_scratch_;
+  std::vector<std::pair<std::vector<float>, std::shared_ptr<void>>> freq_factors_;
+};
+
+}  // namespace
+
+bool cuda_available() { return cuda::device_available(); }
+
+std::unique_ptr<Backend> create_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+namespace cuda {
+
+double gemm_f16_tflops(int n, int iters) {  // on the calling thread's current device
+  auto a = device_alloc(static_cast<size_t>(n) * n * 2), b = device_alloc(static_cast<size_t>(n) * n * 2);
+  auto c = device_alloc(static_cast<size_t>(n) * n * 4);
+  cudaMemset(a.get(), 0, static_cast<size_t>(n) * n * 2);
+  cudaMemset(b.get(), 0, static_cast<size_t>(n) * n * 2);
+  cublasHandle_t h;
+  check_cublas(cublasCreate(&h), "create");
+  const float one = 1.0f, zero = 0.0f;
+  auto once = [&] {
+    check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a.get(), CUDA_R_16F, n, b.get(), CUDA_R_16F, n, &zero, c.get(),
+                              CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "gemm");
+  };
+  once();
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  cudaEventRecord(e0);
+  for (int i = 0; i < iters; ++i) once();
+  cudaEventRecord(e1);
+  check_cuda(cudaEventSynchronize(e1), "gemm timing");
+  float ms = 0;
+  cudaEventElapsedTime(&ms, e0, e1);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cublasDestroy(h);
+  return 2.0 * n * double(n) * n * iters / (ms * 1e-3) / 1e12;
+}
+
+}  // namespace cuda
+}  // namespace vireo

@@ -1,0 +1,150 @@
+// Device-side reading of weights in every layout DeviceMatrix holds: eight consecutive
+// elements of a row at a time (every block type's sub-blocks are multiples of 8, so the eight
+// share their scales). Shared by the products, get_rows and the dequantization for prefill.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "vireo/core/dtype.h"
+
+namespace vireo::cuda {
+
+struct WeightView {
+  DType type;
+  const uint8_t* levels;
+  const __half* scales;  // Q4_0 / Q8_0 split layout
+  int64_t cols;
+  int64_t row_bytes;
+};
+
+__device__ __forceinline__ float h2f(const uint8_t* p) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(p[0] | (p[1] << 8))));
+}
+
+// The 6-bit scale and min codes of sub-block j of q4_K / q5_K (see quant_blocks.h).
+__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// out[i] = element c + i of row r (c a multiple of 8).
+__device__ __forceinline__ void dequant8(const WeightView& w, int64_t r, int64_t c, float out[8]) {
+  switch (w.type) {
+    case DType::F32: {
+      const float4* p = reinterpret_cast<const float4*>(w.levels + r * w.row_bytes + c * 4);
+      const float4 a = p[0], b = p[1];
+      out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+      return;
+    }
+    case DType::F16:
+    case DType::BF16: {
+      const uint4 q = *reinterpret_cast<const uint4*>(w.levels + r * w.row_bytes + c * 2);
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (w.type == DType::F16) {
+          out[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[i] & 0xFFFF)));
+          out[2 * i + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[i] >> 16)));
+        } else {
+          out[2 * i] = __uint_as_float(words[i] << 16);
+          out[2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
+        }
+      }
+      return;
+    }
+    case DType::Q4_0: {  // split layout: 16 level bytes per block
+      const int64_t b = c / 32, nb = w.cols / 32;
+      const int j = static_cast<int>(c % 32);
+      const uint8_t* qs = w.levels + (r * nb + b) * 16;
+      const float d = __half2float(w.scales[r * nb + b]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int e = j + i;
+        const int q = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+        out[i] = d * static_cast<float>(q - 8);
+      }
+      return;
+    }
+    case DType::Q8_0: {
+      const int64_t b = c / 32, nb = w.cols / 32;
+      const int j = static_cast<int>(c % 32);
+      const int8_t* qs = reinterpret_cast<const int8_t*>(w.levels + (r * nb + b) * 32);
+      const float d = __half2float(w.scales[r * nb + b]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out[i] = d * static_cast<float>(qs[j + i]);
+      return;
+    }
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1: {
+      const bool has_m = w.type != DType::Q5_0, five = w.type != DType::Q4_1;
+      const int bytes = w.type == DType::Q4_1 ? 20 : w.type == DType::Q5_0 ? 22 : 24;
+      const uint8_t* blk = w.levels + r * w.row_bytes + (c / 32) * bytes;
+      const int j = static_cast<int>(c % 32);
+      const float d = h2f(blk);
+      const float m = has_m ? h2f(blk + 2) : 0.0f;
+      const uint8_t* qh = blk + (has_m ? 4 : 2);
+      const uint8_t* qs = five ? qh + 4 : blk + 4;
+      const uint32_t hbits = five ? (qh[0] | (qh[1] << 8) | (qh[2] << 16) | (static_cast<uint32_t>(qh[3]) << 24)) : 0u;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int e = j + i;
+        int q = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+        if (five) q |= static_cast<int>((hbits >> e) & 1u) << 4;
+        out[i] = w.type == DType::Q5_0 ? d * static_cast<float>(q - 16) : d * static_cast<float>(q) + m;
+      }
+      return;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = w.type == DType::Q5_K;
+      const uint8_t* blk = w.levels + r * w.row_bytes + (c / 256) * (five ? 176 : 144);
+      const int e0 = static_cast<int>(c % 256);
+      const float d = h2f(blk), dmin = h2f(blk + 2);
+      int sc, m;
+      scale_min_k4(e0 / 32, blk + 4, sc, m);
+      const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
+      const uint8_t* qh = blk + 16;
+      const uint8_t* qs = five ? blk + 48 : blk + 16;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int e = e0 + i;
+        const uint8_t byte = qs[32 * (e / 64) + e % 32];
+        int q = (e % 64) >= 32 ? byte >> 4 : byte & 0xF;
+        if (five) q |= ((qh[e % 32] >> (e / 32)) & 1) << 4;
+        out[i] = ds * static_cast<float>(q) - dm;
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      const uint8_t* blk = w.levels + r * w.row_bytes + (c / 256) * 210;
+      const int e0 = static_cast<int>(c % 256);
+      const uint8_t* ql = blk;
+      const uint8_t* qh = blk + 128;
+      const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = h2f(blk + 208) * static_cast<float>(scales[e0 / 16]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int e = e0 + i, h = e / 128, k = (e % 128) / 32, l = e % 32;
+        const uint8_t lo_byte = ql[64 * h + 32 * (k & 1) + l];
+        const int lo = k < 2 ? lo_byte & 0xF : lo_byte >> 4;
+        const int hi = (qh[32 * h + l] >> (2 * k)) & 3;
+        out[i] = d * static_cast<float>((lo | (hi << 4)) - 32);
+      }
+      return;
+    }
+    default:
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out[i] = __int_as_float(0x7fc00000);  // unsupported: NaN, never silently zero
+      return;
+  }
+}
+
+}  // namespace vireo::cuda

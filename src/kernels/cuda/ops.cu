@@ -1,0 +1,554 @@
+// CUDA kernels of the Backend ops besides the products. Plain, memory-bound kernels: one block
+// (or warp) per row, F32 accumulation, launch shapes that depend only on the op's shape (so a
+// decode step can be captured in a graph). Attention is flash-decoding style: long ranges are
+// split across blocks with an online softmax and combined by a second kernel.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <string>
+
+#include "dequant.cuh"
+#include "vireo/core/error_types.h"
+#include "vireo/kernels/cuda/ops.h"
+
+namespace vireo::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw Error(ErrorCode::Io, std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
+}
+cudaStream_t st(Stream s) { return static_cast<cudaStream_t>(s); }
+unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v, float* shared32) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  v = warp_sum(v);
+  __syncthreads();  // shared32 may still be read by a previous call
+  if (lane == 0) shared32[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? shared32[lane] : 0.0f;
+  return warp_sum(v);
+}
+__device__ float block_max(float v, float* shared32) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared32[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? shared32[lane] : -FLT_MAX;
+  return warp_max(v);
+}
+
+WeightView view_of(const DeviceMatrix& m) {
+  return WeightView{m.type, static_cast<const uint8_t*>(m.levels), static_cast<const __half*>(m.scales), m.cols,
+                    static_cast<int64_t>(m.row_bytes)};
+}
+
+// ---------------------------------------------------------------- rows
+
+__global__ void get_rows_kernel(WeightView w, int64_t table_rows, const int32_t* ids, float* out, int64_t ldo) {
+  const int64_t i = blockIdx.x;
+  const int32_t id = ids[i];
+  float* o = out + i * ldo;
+  for (int64_t c = threadIdx.x * 8; c < w.cols; c += blockDim.x * 8) {
+    float v[8];
+    if (id >= 0 && id < table_rows) {
+      dequant8(w, id, c, v);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] = __int_as_float(0x7fc00000);  // the runtime checks ids; NaN shows a slip
+    }
+    for (int k = 0; k < 8 && c + k < w.cols; ++k) o[c + k] = v[k];
+  }
+}
+
+__global__ void gather_rows_kernel(const uint8_t* src, int64_t src_stride, const int32_t* ids, int64_t row_bytes, uint8_t* out,
+                                   int64_t out_stride) {
+  const int64_t i = blockIdx.x;
+  const uint8_t* s = src + ids[i] * src_stride;
+  uint8_t* o = out + i * out_stride;
+  for (int64_t b = threadIdx.x; b < row_bytes; b += blockDim.x) o[b] = s[b];
+}
+
+__global__ void dequantize_rows_kernel(WeightView w, int64_t row0, int64_t n_rows, void* out, bool bf16) {
+  const int64_t per_row = w.cols / 8;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n_rows * per_row) return;
+  const int64_t r = idx / per_row, c = (idx % per_row) * 8;
+  float v[8];
+  dequant8(w, row0 + r, c, v);
+  uint4 packed;
+  uint32_t* words = reinterpret_cast<uint32_t*>(&packed);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if (bf16) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+      words[k] = *reinterpret_cast<const uint32_t*>(&h);
+    } else {
+      const __half2 h = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
+      words[k] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+  }
+  reinterpret_cast<uint4*>(out)[idx] = packed;
+}
+
+__global__ void convert_f32_kernel(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * cols) return;
+  const float v = x[(idx / cols) * ldx + idx % cols];
+  if (bf16) {
+    static_cast<__nv_bfloat16*>(out)[idx] = __float2bfloat16_rn(v);
+  } else {
+    static_cast<__half*>(out)[idx] = __float2half_rn(v);
+  }
+}
+
+// ---------------------------------------------------------------- elementwise
+
+__global__ void binary_kernel(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo,
+                              int64_t rows, int64_t cols) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * cols) return;
+  const int64_t r = idx / cols, c = idx % cols;
+  const float x = a[r * lda + c];
+  float y;
+  switch (op) {
+    case Binary::Add: y = x + b[r * ldb + c]; break;
+    case Binary::Mul: y = x * b[r * ldb + c]; break;
+    case Binary::SiluMul: y = x / (1.0f + expf(-x)) * b[r * ldb + c]; break;
+    default: y = 0.5f * x * (1.0f + tanhf(0.7978845608f * x * (1.0f + 0.044715f * x * x))); break;
+  }
+  out[r * ldo + c] = y;
+}
+
+__global__ void add_bias_kernel(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * cols) return;
+  x[(idx / cols) * ldx + idx % cols] += bias[idx % cols];
+}
+
+// ---------------------------------------------------------------- row reductions
+
+constexpr int kRowThreads = 256;
+
+__global__ void rms_norm_kernel(const float* x, int64_t ldx, const float* w, float eps, int64_t cols, float* out, int64_t ldo) {
+  __shared__ float sh[32];
+  const float* xr = x + blockIdx.x * ldx;
+  float ss = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+  ss = block_sum(ss, sh);
+  const float inv = rsqrtf(ss / static_cast<float>(cols) + eps);
+  float* o = out + blockIdx.x * ldo;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = xr[c] * inv * w[c];
+}
+
+__global__ void layer_norm_kernel(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t cols,
+                                  float* out, int64_t ldo) {
+  __shared__ float sh[32];
+  const float* xr = x + blockIdx.x * ldx;
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
+  const float mean = block_sum(s, sh) / static_cast<float>(cols);
+  float v = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) v += (xr[c] - mean) * (xr[c] - mean);
+  const float inv = rsqrtf(block_sum(v, sh) / static_cast<float>(cols) + eps);
+  float* o = out + blockIdx.x * ldo;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = (xr[c] - mean) * inv * w[c] + b[c];
+}
+
+__global__ void softmax_kernel(const float* x, int64_t ldx, int64_t cols, float* out, int64_t ldo) {
+  __shared__ float sh[32];
+  const float* xr = x + blockIdx.x * ldx;
+  float mx = -FLT_MAX;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, xr[c]);
+  mx = block_max(mx, sh);
+  float s = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - mx);
+  const float inv = 1.0f / block_sum(s, sh);
+  float* o = out + blockIdx.x * ldo;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = expf(xr[c] - mx) * inv;
+}
+
+__global__ void argmax_kernel(const float* x, int64_t ldx, int64_t cols, int32_t* out) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  const float* xr = x + blockIdx.x * ldx;
+  float best = -INFINITY;
+  int idx = 0x7fffffff;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    if (xr[c] > best) best = xr[c], idx = static_cast<int>(c);  // strided: the first of ties per thread
+  }
+  // The largest value, the lowest index among equals.
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > best || (ov == best && oi < idx)) best = ov, idx = oi;
+  }
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  if (lane == 0) sv[warp] = best, si[warp] = idx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x / kWarp); ++w) {
+      if (sv[w] > best || (sv[w] == best && si[w] < idx)) best = sv[w], idx = si[w];
+    }
+    out[blockIdx.x] = idx == 0x7fffffff ? 0 : idx;
+  }
+}
+
+__global__ void l2_normalize_kernel(const float* x, int64_t ldx, int64_t cols, float* out, int64_t ldo) {
+  __shared__ float sh[32];
+  const float* xr = x + blockIdx.x * ldx;
+  float ss = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+  const float inv = 1.0f / fmaxf(sqrtf(block_sum(ss, sh)), 1e-12f);
+  float* o = out + blockIdx.x * ldo;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = xr[c] * inv;
+}
+
+__global__ void mean_rows_kernel(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges, float* out, int64_t ldo) {
+  const int32_t begin = ranges[2 * blockIdx.x], count = ranges[2 * blockIdx.x + 1];
+  const float inv = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float s = 0;
+    for (int32_t r = 0; r < count; ++r) s += x[(begin + r) * ldx + c];
+    out[blockIdx.x * ldo + c] = s * inv;
+  }
+}
+
+// ---------------------------------------------------------------- rope and the cache
+
+__global__ void rope_kernel(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims,
+                            bool neox, float theta_scale, const float* freq_factors, float freq_scale) {
+  const int half = n_dims / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * half) return;
+  const int64_t r = idx / half;
+  const int i = static_cast<int>(idx % half);
+  // The reference's angle, by the same float operations in the same order.
+  float angle = static_cast<float>(positions[r]);
+  for (int k = 0; k < i; ++k) angle = __fmul_rn(angle, theta_scale);
+  const float ff = freq_factors != nullptr ? freq_factors[i] : 1.0f;
+  const float a = __fmul_rn(freq_scale, __fdiv_rn(angle, ff));
+  float sn, cs;
+  sincosf(a, &sn, &cs);
+  const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+  float* row = x + r * ldx;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = row + h * head_dim;
+    const float x0 = v[i0], x1 = v[i1];
+    v[i0] = x0 * cs - x1 * sn;
+    v[i1] = x0 * sn + x1 * cs;
+  }
+}
+
+__global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows,
+                                int64_t cols, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * cols) return;
+  const int64_t r = idx / cols, c = idx % cols;
+  const int64_t cell = cells[r];
+  if (cell < 0 || cell >= n_cells) return;  // the runtime hands out valid cells
+  const float kv = k[r * ldk + c], vv = v[r * ldv + c];
+  if (f16) {
+    static_cast<__half*>(k_cache)[cell * ld_cache + c] = __float2half_rn(kv);
+    static_cast<__half*>(v_cache)[cell * ld_cache + c] = __float2half_rn(vv);
+  } else {
+    static_cast<float*>(k_cache)[cell * ld_cache + c] = kv;
+    static_cast<float*>(v_cache)[cell * ld_cache + c] = vv;
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+constexpr int kAttnWarps = 4;
+
+template <bool F16>
+__device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
+  if constexpr (F16) {
+    return __half2float(static_cast<const __half*>(base)[idx]);
+  } else {
+    return static_cast<const float*>(base)[idx];
+  }
+}
+
+// Block (row i, head h, split s). Lane l holds head elements l, l+32, ... (DT of them). Each warp
+// runs an online softmax over every 4th key of the split; the warps are then merged. With one
+// split the block writes the output; otherwise its (max, sum, unnormalised acc) go to scratch.
+template <int DT, bool F16>
+__global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const float* q, int64_t ldq, const void* k, const void* v,
+                                                                    int64_t ld_kv, const int32_t* ranges, int n_head, int group,
+                                                                    int head_dim, float scale, int64_t n_cells, float* out,
+                                                                    int64_t ldo, float* part_acc, float* part_ml) {
+  const int64_t i = blockIdx.x;
+  const int h = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  int64_t begin = ranges[2 * i], count = ranges[2 * i + 1];
+  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
+  const int64_t chunk = (count + n_split - 1) / n_split;
+  const int64_t k0 = begin + split * chunk, k1 = min(begin + count, k0 + chunk);
+  const float* qh = q + i * ldq + static_cast<int64_t>(h) * head_dim;
+  const int64_t kv_off = static_cast<int64_t>(h / group) * head_dim;
+  float qv[DT], acc[DT];
+#pragma unroll
+  for (int t = 0; t < DT; ++t) {
+    const int d = lane + 32 * t;
+    qv[t] = d < head_dim ? qh[d] * scale : 0.0f;
+    acc[t] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = k0 + warp; j < k1; j += kAttnWarps) {
+    const int64_t base = j * ld_kv + kv_off;
+    float dot = 0;
+#pragma unroll
+    for (int t = 0; t < DT; ++t) {
+      const int d = lane + 32 * t;
+      if (d < head_dim) dot += qv[t] * load_kv<F16>(k, base + d);
+    }
+    const float sc = warp_sum(dot);
+    const float m_new = fmaxf(m, sc);
+    const float corr = expf(m - m_new), p = expf(sc - m_new);
+    l = l * corr + p;
+#pragma unroll
+    for (int t = 0; t < DT; ++t) {
+      const int d = lane + 32 * t;
+      acc[t] = acc[t] * corr + (d < head_dim ? p * load_kv<F16>(v, base + d) : 0.0f);
+    }
+    m = m_new;
+  }
+  __shared__ float sm[kAttnWarps], sl[kAttnWarps], sacc[kAttnWarps][DT * 32];
+  if (lane == 0) sm[warp] = m, sl[warp] = l;
+#pragma unroll
+  for (int t = 0; t < DT; ++t) sacc[warp][lane + 32 * t] = acc[t];
+  __syncthreads();
+  float M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm[w]);
+  float L = 0;
+  float wscale[kAttnWarps];
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) {
+    wscale[w] = sm[w] == -INFINITY ? 0.0f : expf(sm[w] - M);
+    L += sl[w] * wscale[w];
+  }
+  const int64_t part = (i * n_head + h) * n_split + split;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
+    if (n_split == 1) {
+      out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
+    } else {
+      part_acc[part * head_dim + d] = a;
+    }
+  }
+  if (n_split > 1 && threadIdx.x == 0) {
+    part_ml[2 * part] = M;
+    part_ml[2 * part + 1] = L;
+  }
+}
+
+__global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, const float* part_acc, const float* part_ml,
+                                         float* out, int64_t ldo) {
+  const int64_t i = blockIdx.x;
+  const int h = blockIdx.y;
+  const int64_t base = (i * n_head + h) * n_split;
+  float M = -INFINITY;
+  for (int s = 0; s < n_split; ++s) M = fmaxf(M, part_ml[2 * (base + s)]);
+  float L = 0;
+  for (int s = 0; s < n_split; ++s) {
+    const float ms = part_ml[2 * (base + s)];
+    if (ms != -INFINITY) L += part_ml[2 * (base + s) + 1] * expf(ms - M);
+  }
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0;
+    for (int s = 0; s < n_split; ++s) {
+      const float ms = part_ml[2 * (base + s)];
+      if (ms != -INFINITY) a += part_acc[(base + s) * head_dim + d] * expf(ms - M);
+    }
+    out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
+  }
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev);
+    return count > 0 ? count : 1;
+  }();
+  return n;
+}
+
+// Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.
+int attention_splits(const AttentionShape& a) {
+  const int64_t blocks = a.rows * a.n_head;
+  if (blocks >= 2 * sm_count()) return 1;
+  const int64_t by_len = (a.n_cells + 255) / 256;
+  const int64_t by_fill = (4 * sm_count() + blocks - 1) / blocks;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, 64})));
+}
+
+template <int DT>
+void launch_attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
+                      const AttentionShape& a, int splits, float* out, int64_t ldo, float* part_acc, float* part_ml,
+                      cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
+  const int group = a.n_head / a.n_head_kv;
+  if (f16) {
+    attention_kernel<DT, true><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
+                                                                  a.n_cells, out, ldo, part_acc, part_ml);
+  } else {
+    attention_kernel<DT, false><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim,
+                                                                   a.scale, a.n_cells, out, ldo, part_acc, part_ml);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- host entry points
+
+void get_rows(const DeviceMatrix& table, const int32_t* ids, int64_t n, float* out, int64_t ldo, Stream s) {
+  if (n == 0) return;
+  get_rows_kernel<<<static_cast<unsigned>(n), 128, 0, st(s)>>>(view_of(table), table.rows, ids, out, ldo);
+  check_launch("get_rows");
+}
+
+void gather_rows(const void* src, int64_t src_stride_bytes, const int32_t* ids, int64_t n, int64_t row_bytes, void* out,
+                 int64_t out_stride_bytes, Stream s) {
+  if (n == 0) return;
+  gather_rows_kernel<<<static_cast<unsigned>(n), 256, 0, st(s)>>>(static_cast<const uint8_t*>(src), src_stride_bytes, ids, row_bytes,
+                                                                 static_cast<uint8_t*>(out), out_stride_bytes);
+  check_launch("gather_rows");
+}
+
+void dequantize_rows(const DeviceMatrix& w, int64_t row0, int64_t n_rows, void* out, bool bf16, Stream s) {
+  const int64_t n = n_rows * (w.cols / 8);
+  if (n == 0) return;
+  dequantize_rows_kernel<<<blocks_for(n, 256), 256, 0, st(s)>>>(view_of(w), row0, n_rows, out, bf16);
+  check_launch("dequantize_rows");
+}
+
+void convert_f32(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16, Stream s) {
+  if (rows * cols == 0) return;
+  convert_f32_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(x, ldx, rows, cols, out, bf16);
+  check_launch("convert_f32");
+}
+
+void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo, int64_t rows,
+            int64_t cols, Stream s) {
+  if (rows * cols == 0) return;
+  binary_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(op, a, lda, b, ldb, out, ldo, rows, cols);
+  check_launch("elementwise");
+}
+
+void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s) {
+  if (rows * cols == 0) return;
+  add_bias_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(x, ldx, rows, cols, bias);
+  check_launch("add_bias");
+}
+
+void rms_norm(const float* x, int64_t ldx, const float* w, float eps, int64_t rows, int64_t cols, float* out, int64_t ldo,
+              Stream s) {
+  if (rows == 0) return;
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, w, eps, cols, out, ldo);
+  check_launch("rms_norm");
+}
+
+void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols, float* out,
+                int64_t ldo, Stream s) {
+  if (rows == 0) return;
+  layer_norm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, w, b, eps, cols, out, ldo);
+  check_launch("layer_norm");
+}
+
+void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s) {
+  if (rows == 0) return;
+  softmax_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out, ldo);
+  check_launch("softmax");
+}
+
+void argmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out, Stream s) {
+  if (rows == 0) return;
+  argmax_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out);
+  check_launch("argmax");
+}
+
+void l2_normalize(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s) {
+  if (rows == 0) return;
+  l2_normalize_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out, ldo);
+  check_launch("l2_normalize");
+}
+
+void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges, int64_t n_seq, float* out, int64_t ldo, Stream s) {
+  if (n_seq == 0) return;
+  mean_rows_kernel<<<static_cast<unsigned>(n_seq), kRowThreads, 0, st(s)>>>(x, ldx, cols, ranges, out, ldo);
+  check_launch("mean_rows");
+}
+
+void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims, bool neox,
+          float theta_scale, const float* freq_factors, float freq_scale, Stream s) {
+  const int64_t n = rows * (n_dims / 2);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n, 128), 128, 0, st(s)>>>(x, ldx, positions, rows, n_heads, head_dim, n_dims, neox, theta_scale,
+                                                    freq_factors, freq_scale);
+  check_launch("rope");
+}
+
+void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows, int64_t cols,
+              void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s) {
+  if (rows * cols == 0) return;
+  kv_write_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(k, ldk, v, ldv, cells, rows, cols, k_cache, v_cache, ld_cache,
+                                                                  n_cells, f16);
+  check_launch("kv_write");
+}
+
+size_t attention_scratch_floats(const AttentionShape& a) {
+  const int splits = attention_splits(a);
+  if (splits == 1) return 0;
+  const size_t parts = static_cast<size_t>(a.rows) * a.n_head * splits;
+  return parts * (static_cast<size_t>(a.head_dim) + 2);
+}
+
+void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
+               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s) {
+  if (a.rows == 0) return;
+  if (a.head_dim > 256) throw Error(ErrorCode::Unsupported, "cuda attention: head size " + std::to_string(a.head_dim) + " > 256");
+  const int splits = attention_splits(a);
+  const size_t parts = static_cast<size_t>(a.rows) * a.n_head * splits;
+  float* part_acc = splits > 1 ? scratch : nullptr;
+  float* part_ml = splits > 1 ? scratch + parts * a.head_dim : nullptr;
+  const int dt = (a.head_dim + 31) / 32;
+  switch (dt) {
+#define VIREO_ATTN_CASE(N) \
+  case N: launch_attention<N>(q, ldq, k, v, ld_kv, f16, ranges, a, splits, out, ldo, part_acc, part_ml, st(s)); break;
+    VIREO_ATTN_CASE(1) VIREO_ATTN_CASE(2) VIREO_ATTN_CASE(3) VIREO_ATTN_CASE(4)
+    VIREO_ATTN_CASE(5) VIREO_ATTN_CASE(6) VIREO_ATTN_CASE(7) VIREO_ATTN_CASE(8)
+#undef VIREO_ATTN_CASE
+  }
+  check_launch("attention");
+  if (splits > 1) {
+    const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head));
+    attention_combine_kernel<<<grid, 128, 0, st(s)>>>(a.n_head, a.head_dim, splits, part_acc, part_ml, out, ldo);
+    check_launch("attention combine");
+  }
+}
+
+}  // namespace vireo::cuda

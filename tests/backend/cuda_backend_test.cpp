@@ -1,0 +1,422 @@
+// The CUDA backend against the CPU backend: every op on fresh random inputs of awkward sizes,
+// products of every weight type on both the decode (gemv) and the batched (GEMM) path, then
+// whole models: synthetic decoders of real layer shapes (teacher-forced next-token
+// distributions), stories260K (greedy continuations token for token) and a synthetic encoder.
+// Skipped where vireo was built without CUDA or no GPU is present.
+#include <gtest/gtest.h>
+
+#include "vireo/backend/backend.h"
+
+#if defined(VIREO_HAS_CUDA)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+#include "vireo/kernels/ref/quant.h"
+#include "vireo/models/language_model.h"
+#include "vireo/models/synth.h"
+#include "vireo/runtime/generator.h"
+#include "vireo/runtime/kv_cache.h"
+#include "vireo/tokenizer/tokenizer.h"
+
+namespace vireo {
+namespace {
+
+#define VIREO_REQUIRE_GPU() \
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device"
+
+struct Pair {
+  Pair() {
+    CpuBackendOptions o;
+    o.n_threads = 2;
+    cpu = create_cpu_backend(o);
+    gpu = create_cuda_backend(0);
+  }
+  std::unique_ptr<Backend> cpu, gpu;
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+Buffer put(Backend& be, DType type, int64_t rows, int64_t cols, const void* host) {
+  Buffer b = be.alloc(type, rows, cols);
+  be.upload(b, host);
+  return b;
+}
+// A buffer poisoned with NaN first, so an op that skips an element shows.
+Buffer poisoned(Backend& be, int64_t rows, int64_t cols) {
+  std::vector<float> nan(static_cast<size_t>(rows * cols), std::nanf(""));
+  return put(be, DType::F32, rows, cols, nan.data());
+}
+std::vector<float> get(Backend& be, const Buffer& b) {
+  std::vector<float> v(static_cast<size_t>(b.rows() * b.cols()));
+  be.download(b, v.data());
+  return v;
+}
+
+// Largest |a - b| relative to the largest |b| (1 where they are all 0).
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0, mag = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
+    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
+    mag = std::max(mag, std::fabs(static_cast<double>(b[i])));
+  }
+  return err / std::max(mag, 1e-30);
+}
+
+Tensor tensor_of(const std::string& name, DType type, int64_t rows, int64_t cols, const std::vector<uint8_t>& bytes) {
+  Tensor t;
+  t.name = name;
+  t.type = type;
+  t.shape = rows == 1 ? std::vector<uint64_t>{static_cast<uint64_t>(cols)}
+                      : std::vector<uint64_t>{static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)};
+  t.data = bytes.data();
+  t.nbytes = bytes.size();
+  return t;
+}
+
+std::vector<uint8_t> quantized(DType type, const std::vector<float>& x, int64_t rows, int64_t cols) {
+  const size_t rb = ref::row_bytes(type, cols);
+  std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) ref::quantize_row(type, x.data() + r * cols, out.data() + r * rb, cols);
+  return out;
+}
+
+TEST(CudaBackend, ElementwiseAndRowOpsMatchTheCpu) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  std::mt19937 rng(11);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 8}, {3, 33}, {17, 4095}, {5, 4096}}) {
+    SCOPED_TRACE(testing::Message() << rows << "x" << cols);
+    const auto a = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
+    const auto b = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
+    const auto wv = random_floats(static_cast<size_t>(cols), rng, 0.5f, 1.5f);
+    const auto bv = random_floats(static_cast<size_t>(cols), rng);
+    std::vector<uint8_t> wb(wv.size() * 4), bb(bv.size() * 4);
+    std::memcpy(wb.data(), wv.data(), wb.size());
+    std::memcpy(bb.data(), bv.data(), bb.size());
+    const Tensor wt = tensor_of("w", DType::F32, 1, cols, wb), bt = tensor_of("b", DType::F32, 1, cols, bb);
+    auto run = [&](Backend& be, int op) {
+      Buffer x = put(be, DType::F32, rows, cols, a.data()), y = put(be, DType::F32, rows, cols, b.data());
+      Buffer out = poisoned(be, rows, cols);
+      auto w = be.prepare(wt, WeightUse::Vector), bias = be.prepare(bt, WeightUse::Vector);
+      switch (op) {
+        case 0: be.add(x, y, out); break;
+        case 1: be.mul(x, y, out); break;
+        case 2: be.silu_mul(x, y, out); break;
+        case 3: be.gelu(x, out); break;
+        case 4: be.rms_norm(x, *w, 1e-5f, out); break;
+        case 5: be.layer_norm(x, *w, *bias, 1e-5f, out); break;
+        case 6: be.softmax(x, out); break;
+        case 7: be.l2_normalize(x, out); break;
+        case 8: be.add_bias(x, *bias); out = x; break;
+        case 9: be.add(x, y, x); out = x; break;  // in place
+      }
+      return get(be, out);
+    };
+    for (int op = 0; op < 10; ++op) {
+      SCOPED_TRACE(op);
+      EXPECT_LE(rel_error(run(*p.gpu, op), run(*p.cpu, op)), 2e-5);
+    }
+    // argmax, with ties broken toward the first index.
+    std::vector<float> tied = a;
+    tied[static_cast<size_t>(cols - 1)] = 9.0f;
+    tied[static_cast<size_t>(cols / 2)] = 9.0f;
+    for (Backend* be : {p.cpu.get(), p.gpu.get()}) {
+      Buffer x = put(*be, DType::F32, rows, cols, tied.data());
+      Buffer idx = be->alloc(DType::I32, rows, 1);
+      be->argmax(x, idx);
+      std::vector<int32_t> got(static_cast<size_t>(rows));
+      be->download(idx, got.data());
+      EXPECT_EQ(got[0], cols / 2) << be->name();
+    }
+  }
+}
+
+TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  std::mt19937 rng(12);
+  // Embedding rows of several types.
+  for (DType type : {DType::F32, DType::F16, DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
+    const int64_t rows = 37, cols = 512;
+    const auto x = random_floats(static_cast<size_t>(rows * cols), rng);
+    const auto bytes = type == DType::F32 ? std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(x.data()),
+                                                                 reinterpret_cast<const uint8_t*>(x.data() + x.size()))
+                                          : quantized(type, x, rows, cols);
+    const Tensor t = tensor_of("emb", type, rows, cols, bytes);
+    const std::vector<int32_t> ids = {36, 0, 5, 5, 17};
+    auto run = [&](Backend& be) {
+      auto w = be.prepare(t, WeightUse::Rows);
+      Buffer idb = put(be, DType::I32, 5, 1, ids.data()), out = poisoned(be, 5, cols);
+      be.get_rows(*w, idb, out);
+      return get(be, out);
+    };
+    EXPECT_EQ(rel_error(run(*p.gpu), run(*p.cpu)), 0.0) << static_cast<int>(type);
+  }
+  // Rope in both styles, with llama3 frequency divisors and linear scaling.
+  for (RopeStyle style : {RopeStyle::Normal, RopeStyle::NeoX}) {
+    const int n = 7, heads = 3, hd = 64;
+    const auto x = random_floats(static_cast<size_t>(n * heads * hd), rng);
+    const std::vector<int32_t> pos = {0, 1, 2, 100, 2047, 8191, 131071};
+    RopeParams rp;
+    rp.style = style;
+    rp.theta = 500000.0f;
+    rp.n_dims = 48;
+    rp.freq_factors = random_floats(24, rng, 1.0f, 8.0f);
+    rp.freq_scale = 0.5f;
+    auto run = [&](Backend& be) {
+      Buffer xb = put(be, DType::F32, n, heads * hd, x.data()), pb = put(be, DType::I32, n, 1, pos.data());
+      be.rope(xb, pb, heads, hd, rp);
+      return get(be, xb);
+    };
+    EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), 1e-5);
+  }
+  // Cache writes, then attention over ranges of every kind (empty, one cell, long, grouped heads).
+  for (DType kv_type : {DType::F16, DType::F32}) {
+    for (int head_dim : {8, 64, 80, 128}) {
+      SCOPED_TRACE(testing::Message() << "kv " << static_cast<int>(kv_type) << " head_dim " << head_dim);
+      AttentionParams ap;
+      ap.n_head = 8;
+      ap.n_head_kv = 2;
+      ap.head_dim = head_dim;
+      ap.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      const int64_t cells = 3000, kvd = int64_t{ap.n_head_kv} * head_dim, qd = int64_t{ap.n_head} * head_dim;
+      const auto k = random_floats(static_cast<size_t>(cells * kvd), rng, -2, 2);
+      const auto v = random_floats(static_cast<size_t>(cells * kvd), rng, -2, 2);
+      std::vector<int32_t> cell_ids(static_cast<size_t>(cells));
+      for (int64_t i = 0; i < cells; ++i) cell_ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7) % cells);
+      const std::vector<int32_t> ranges = {0, 0, 5, 1, 0, 3000, 100, 1000, 2999, 1, 10, 2500};
+      const int64_t nq = static_cast<int64_t>(ranges.size() / 2);
+      const auto q = random_floats(static_cast<size_t>(nq * qd), rng, -2, 2);
+      for (int64_t nq_used : {int64_t{1}, nq}) {  // one query row (split across blocks) and several
+        auto run = [&](Backend& be) {
+          Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
+          Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
+          Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
+          be.kv_write(kb, vb, cb, kc, vc);
+          Buffer qb = put(be, DType::F32, nq_used, qd, q.data());
+          Buffer rb = put(be, DType::I32, nq_used, 2, ranges.data() + (nq_used == 1 ? 4 : 0));
+          Buffer out = poisoned(be, nq_used, qd);
+          be.attention(qb, kc, vc, rb, ap, out);
+          return get(be, out);
+        };
+        EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), 2e-4) << nq_used << " query rows";
+      }
+    }
+  }
+}
+
+// Products against the exact product of the dequantized weights (double). Each path's error is
+// the rounding of its activations: none on the decode path of the generic kernels (F32), Q8_0
+// blocks for Q4_0 / Q8_0 decode (as llama.cpp and the CPU backend), F16 (BF16 for BF16 weights)
+// on the tensor-core path of batches over 8 tokens.
+TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  std::mt19937 rng(13);
+  const std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                    DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  for (DType type : types) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 256}, {300, 1024}, {9, 4352}}) {
+      const auto w = random_floats(static_cast<size_t>(rows * cols), rng);
+      std::vector<uint8_t> bytes;
+      if (type == DType::F32) {
+        bytes.assign(reinterpret_cast<const uint8_t*>(w.data()), reinterpret_cast<const uint8_t*>(w.data() + w.size()));
+      } else {
+        bytes = quantized(type, w, rows, cols);
+      }
+      std::vector<float> deq(static_cast<size_t>(rows * cols));
+      const size_t rb = ref::row_bytes(type, cols);
+      for (int64_t r = 0; r < rows; ++r) ref::dequantize_row(type, bytes.data() + r * rb, deq.data() + r * cols, cols);
+      const Tensor t = tensor_of("w", type, rows, cols, bytes);
+      for (int64_t n : {1, 3, 8, 9, 64}) {
+        SCOPED_TRACE(testing::Message() << dtype_traits(type)->name << " " << rows << "x" << cols << " tokens " << n);
+        const auto x = random_floats(static_cast<size_t>(n * cols), rng);
+        std::vector<float> exact(static_cast<size_t>(n * rows));
+        for (int64_t i = 0; i < n; ++i) {
+          for (int64_t r = 0; r < rows; ++r) {
+            double acc = 0;
+            for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(deq[r * cols + c]) * x[i * cols + c];
+            exact[i * rows + r] = static_cast<float>(acc);
+          }
+        }
+        auto run = [&](Backend& be) {
+          auto wp = be.prepare(t, WeightUse::Matmul);
+          Buffer xb = put(be, DType::F32, n, cols, x.data()), out = poisoned(be, n, rows);
+          be.matmul(xb, *wp, out);
+          return get(be, out);
+        };
+        const bool batched = n > 8, q8_dot = type == DType::Q4_0 || type == DType::Q8_0;
+        const double tol = type == DType::F32 ? 1e-5
+                           : batched          ? (type == DType::BF16 ? 1e-2 : 2e-3)
+                           : q8_dot           ? 1e-2
+                           : type == DType::F16 || type == DType::BF16 ? 1e-5
+                                                                        : 1e-4;
+        EXPECT_LE(rel_error(run(*p.gpu), exact), tol);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- whole models
+
+struct Engine {
+  Engine(std::shared_ptr<Model> m, Backend& be, int64_t n_ctx = 1024) : model(std::move(m)) {
+    lm = create_decoder(model, be);
+    cache = std::make_unique<KvCache>(*lm, n_ctx);
+    generator = std::make_unique<Generator>(*lm, *cache);
+  }
+  std::shared_ptr<Model> model;
+  std::unique_ptr<LanguageModel> lm;
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<Generator> generator;
+};
+
+std::vector<double> log_softmax(const float* x, size_t n) {
+  double mx = x[0];
+  for (size_t i = 1; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
+  std::vector<double> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = x[i] - mx - std::log(sum);
+  return out;
+}
+
+struct Agreement {
+  double top1 = 0, decisive_top1 = 0, mean_kl = 0;
+};
+Agreement compare_logits(const std::vector<float>& want, const std::vector<float>& got, size_t V) {
+  const size_t n = want.size() / V;
+  size_t top1 = 0, decisive = 0, decisive_top1 = 0;
+  double kl_sum = 0;
+  for (size_t p = 0; p < n; ++p) {
+    const float* w = want.data() + p * V;
+    const float* g = got.data() + p * V;
+    const auto lp = log_softmax(w, V), lq = log_softmax(g, V);
+    for (size_t i = 0; i < V; ++i) kl_sum += std::exp(lp[i]) * (lp[i] - lq[i]);
+    const size_t wt = std::max_element(w, w + V) - w, gt = std::max_element(g, g + V) - g;
+    float second = -INFINITY;
+    for (size_t i = 0; i < V; ++i) {
+      if (i != wt) second = std::max(second, w[i]);
+    }
+    top1 += wt == gt;
+    if (w[wt] - second >= 0.1f) ++decisive, decisive_top1 += wt == gt;
+  }
+  return {static_cast<double>(top1) / n, static_cast<double>(decisive_top1) / std::max<size_t>(decisive, 1), kl_sum / n};
+}
+
+TEST(CudaBackend, SyntheticDecodersScoreLikeTheCpu) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  struct Case {
+    const char* preset;
+    const char* type;
+  };
+  for (const Case c : {Case{"tiny", "f32"}, Case{"llama3.2-1b", "f16"}, Case{"llama3.2-1b", "bf16"}, Case{"llama3.2-1b", "q8_0"},
+                       Case{"llama3.2-1b", "q4_0"}, Case{"llama3.2-1b", "q4_k_m"}, Case{"qwen2.5-0.5b", "q8_0"},
+                       Case{"qwen3-0.6b", "q4_k_m"}, Case{"mistral-7b", "q4_0"}}) {
+    SCOPED_TRACE(testing::Message() << c.preset << " " << c.type);
+    test::TempDir dir;
+    SynthOptions so;
+    so.preset = c.preset;
+    so.type = c.type;
+    so.n_layer = 2;
+    so.vocab_size = 1024;
+    synthesize_model(so, dir.file("m.gguf"));
+    auto model = std::make_shared<Model>(load_model(dir.file("m.gguf")));
+    Engine on_cpu(model, *p.cpu), on_gpu(model, *p.gpu);
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int32_t> pick(0, 1023);
+    std::vector<int32_t> ids(200);
+    for (auto& id : ids) id = pick(rng);
+    const size_t V = model->config.n_vocab;
+    // Prefill (batched products), then decode-sized chunks (the gemv path).
+    for (int32_t chunk : {512, 4}) {
+      const auto want = on_cpu.generator->score(ids, chunk), got = on_gpu.generator->score(ids, chunk);
+      ASSERT_EQ(want.size(), got.size());
+      const Agreement a = compare_logits(want, got, V);
+      std::printf("  %s %s chunk %d: top-1 %.4f (decisive %.4f), mean KL %.2e\n", c.preset, c.type, chunk, a.top1, a.decisive_top1,
+                  a.mean_kl);
+      EXPECT_GE(a.decisive_top1, 0.99);
+      EXPECT_LT(a.mean_kl, 0.01);
+    }
+  }
+}
+
+TEST(CudaBackend, StoriesGreedyContinuationsMatchTheCpu) {
+  VIREO_REQUIRE_GPU();
+  VIREO_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  Pair p;
+  auto model = std::make_shared<Model>(load_model(path));
+  const auto tok = Tokenizer::create(model->tokenizer);
+  Engine on_cpu(model, *p.cpu), on_gpu(model, *p.gpu);
+  for (const char* prompt : {"Once upon a time", "The little dog", "Lily wanted to",
+                             "One day, a boy named Tom went to the park with his mom.", "The sun was"}) {
+    SCOPED_TRACE(prompt);
+    const auto ids = tok->encode(prompt, true, true);
+    GenerateOptions opt;
+    opt.max_tokens = 200;
+    const auto want = on_cpu.generator->generate(ids, opt).tokens, got = on_gpu.generator->generate(ids, opt).tokens;
+    size_t agree = 0;
+    while (agree < want.size() && agree < got.size() && want[agree] == got[agree]) ++agree;
+    EXPECT_EQ(agree, want.size()) << "first difference at token " << agree;
+  }
+  // Several sequences decoded in one batch.
+  std::vector<std::vector<int32_t>> prompts;
+  for (const char* prompt : {"Once upon a time", "The little dog", "Lily wanted to"}) prompts.push_back(tok->encode(prompt, true, true));
+  GenerateOptions opt;
+  opt.max_tokens = 100;
+  const auto want = on_cpu.generator->generate_batch(prompts, opt), got = on_gpu.generator->generate_batch(prompts, opt);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t s = 0; s < want.size(); ++s) EXPECT_EQ(want[s].tokens, got[s].tokens) << "sequence " << s;
+}
+
+TEST(CudaBackend, EncoderEmbeddingsMatchTheCpu) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  test::TempDir dir;
+  SynthOptions so;
+  so.preset = "bge-small";
+  so.type = "f16";
+  synthesize_model(so, dir.file("e.gguf"));
+  auto model = std::make_shared<Model>(load_model(dir.file("e.gguf")));
+  auto a = create_encoder(model, *p.cpu), b = create_encoder(model, *p.gpu);
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int32_t> pick(0, 255);
+  std::vector<EncoderInput> inputs;
+  for (size_t len : {1, 5, 31, 120, 512}) {
+    std::vector<int32_t> ids(len);
+    for (auto& id : ids) id = pick(rng);
+    inputs.push_back({ids, {}});
+  }
+  const auto want = a->embed(inputs), got = b->embed(inputs);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t s = 0; s < want.size(); ++s) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < want[s].size(); ++i) {
+      dot += static_cast<double>(want[s][i]) * got[s][i];
+      na += static_cast<double>(want[s][i]) * want[s][i];
+      nb += static_cast<double>(got[s][i]) * got[s][i];
+    }
+    EXPECT_GE(dot / std::sqrt(na * nb), 0.999) << "input " << s;
+  }
+}
+
+}  // namespace
+}  // namespace vireo
+
+#else
+TEST(CudaBackend, NeedsACudaBuild) {
+  EXPECT_FALSE(vireo::cuda_available());
+  GTEST_SKIP() << "vireo was built without CUDA";
+}
+#endif
