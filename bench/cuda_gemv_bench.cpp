@@ -53,6 +53,8 @@ void BM_CudaGemv(benchmark::State& state, DType type, int64_t rows, int64_t cols
 SHAPES(DType::Q4_0, q4_0)
 SHAPES(DType::Q8_0, q8_0)
 SHAPES(DType::F16, f16)
+SHAPES(DType::Q4_K, q4_K)
+SHAPES(DType::Q6_K, q6_K)
 
 }  // namespace
 #endif

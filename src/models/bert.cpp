@@ -91,6 +91,8 @@ class Encoder final : public EmbeddingModel {
     }
     const auto n = static_cast<int64_t>(tokens.size());
     const auto n_seq = static_cast<int64_t>(inputs.size());
+    AttentionParams attn = attn_;
+    attn.shared_ranges = n >= 16 * n_seq;  // sequences of 16 tokens or more on average
     auto i32 = [&](const std::vector<int32_t>& v, int64_t rows, int64_t cols) {
       Buffer b = be_.alloc(DType::I32, rows, cols);
       be_.upload(b, v.data());
@@ -118,7 +120,7 @@ class Encoder final : public EmbeddingModel {
       be_.add_bias(q, *l.bq);
       be_.add_bias(k, *l.bk);
       be_.add_bias(v, *l.bv);
-      be_.attention(q, k, v, rng, attn_, att);
+      be_.attention(q, k, v, rng, attn, att);
       be_.matmul(att, *l.wo, t);
       be_.add_bias(t, *l.bo);
       be_.add(t, x, x);

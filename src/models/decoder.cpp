@@ -120,6 +120,8 @@ class Decoder final : public LanguageModel {
                                    reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows())});
     be_.begin_step(key, n);
     StepScope step(be_);
+    AttentionParams attn = attn_;
+    attn.shared_ranges = rows_per_range(batch) >= 16;
 
     // Inputs. [n, 1] I32 each; ranges [n, 2].
     const Buffer ids = upload_i32(ids_, batch.tokens, n, 1);
@@ -161,7 +163,7 @@ class Decoder final : public LanguageModel {
         step.end();
         return Buffer();
       }
-      be_.attention(q, kv.k[il], kv.v[il], ranges, attn_, att);
+      be_.attention(q, kv.k[il], kv.v[il], ranges, attn, att);
 
       if (il + 1 == layers_.size() && n_out < n) {
         gathered = true;
@@ -230,6 +232,13 @@ class Decoder final : public LanguageModel {
       for (int i = 0; i < 8; ++i) h = (h ^ ((p >> (8 * i)) & 0xff)) * 1099511628211ull;
     }
     return h;
+  }
+
+  // Mean number of consecutive tokens that attend from the same cache row (one sequence's run).
+  static double rows_per_range(const ForwardBatch& b) {
+    size_t runs = 0;
+    for (size_t i = 0; i < b.size(); ++i) runs += i == 0 || b.kv_ranges[2 * i] != b.kv_ranges[2 * i - 2];
+    return runs == 0 ? 0.0 : static_cast<double>(b.size()) / static_cast<double>(runs);
   }
 
   static bool identity_outputs(const ForwardBatch& b) {

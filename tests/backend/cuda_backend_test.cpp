@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "vireo/kernels/cuda/gemv.h"
 #include "vireo/kernels/ref/quant.h"
 #include "vireo/models/language_model.h"
 #include "vireo/models/synth.h"
@@ -211,13 +212,39 @@ TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {
         };
         EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), 2e-4) << nq_used << " query rows";
       }
+      // Many query rows: with shared key tiles (prefill; tensor cores where the head size allows,
+      // so Q and P are rounded to F16) and without (many sequences' rows). Causal-like ranges,
+      // shifted ones, an empty one.
+      const int64_t many = 150;
+      std::vector<int32_t> wide(static_cast<size_t>(2 * many));
+      for (int64_t i = 0; i < many; ++i) {
+        const int32_t b = static_cast<int32_t>((i * 37) % 700), c = static_cast<int32_t>(std::min<int64_t>(cells - b, i * 19));
+        wide[static_cast<size_t>(2 * i)] = b;
+        wide[static_cast<size_t>(2 * i + 1)] = c;
+      }
+      const auto qm = random_floats(static_cast<size_t>(many * qd), rng, -2, 2);
+      auto run_many = [&](Backend& be, bool shared) {
+        AttentionParams apm = ap;
+        apm.shared_ranges = shared;
+        Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
+        Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
+        Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
+        be.kv_write(kb, vb, cb, kc, vc);
+        Buffer qb = put(be, DType::F32, many, qd, qm.data()), rb = put(be, DType::I32, many, 2, wide.data());
+        Buffer out = poisoned(be, many, qd);
+        be.attention(qb, kc, vc, rb, apm, out);
+        return get(be, out);
+      };
+      const auto want = run_many(*p.cpu, false);
+      EXPECT_LE(rel_error(run_many(*p.gpu, true), want), 3e-3) << many << " query rows, shared key tiles";
+      EXPECT_LE(rel_error(run_many(*p.gpu, false), want), 2e-4) << many << " query rows, one block per row";
     }
   }
 }
 
 // Products against the exact product of the dequantized weights (double). Each path's error is
 // the rounding of its activations: none on the decode path of the generic kernels (F32), Q8_0
-// blocks for Q4_0 / Q8_0 decode (as llama.cpp and the CPU backend), F16 (BF16 for BF16 weights)
+// blocks for the integer decode products (Q4_0, Q8_0, Q4_K, Q6_K), F16 (BF16 for BF16 weights)
 // on the tensor-core path of batches over 8 tokens.
 TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
   VIREO_REQUIRE_GPU();
@@ -255,7 +282,7 @@ TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
           be.matmul(xb, *wp, out);
           return get(be, out);
         };
-        const bool batched = n > 8, q8_dot = type == DType::Q4_0 || type == DType::Q8_0;
+        const bool batched = n > 8, q8_dot = cuda::uses_q8_activations(type);
         const double tol = type == DType::F32 ? 1e-5
                            : batched          ? (type == DType::BF16 ? 1e-2 : 2e-3)
                            : q8_dot           ? 1e-2

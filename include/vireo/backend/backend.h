@@ -92,6 +92,9 @@ struct AttentionParams {
   int n_head_kv = 0;  // query head h reads KV head h / (n_head / n_head_kv)
   int head_dim = 0;
   float scale = 0.0f;  // usually 1/sqrt(head_dim)
+  // Query rows come in runs that attend to the same keys (a prompt's tokens, an encoder's
+  // sequences), so blocks of rows can share key tiles; false for rows of many sequences.
+  bool shared_ranges = false;
 };
 
 class Backend {

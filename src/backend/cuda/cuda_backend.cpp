@@ -6,10 +6,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "backend/mlx_convert.h"
@@ -39,11 +41,58 @@ void require_shape(const Buffer& b, int64_t rows, int64_t cols, const char* op, 
   }
 }
 
-// Device memory freed when the last Buffer or Weight holding it goes.
+// Device memory is cached: a block freed by its last Buffer waits, by device and rounded size,
+// for the next request. cudaMalloc costs far more than a forward pass's small buffers, and
+// cudaFree waits for the whole device, so encoders and prefill that size buffers per call would
+// otherwise stall on them.
+class DevicePool {
+ public:
+  std::shared_ptr<void> get(size_t bytes) {
+    int device = 0;
+    check_cuda(cudaGetDevice(&device), "get device");
+    const size_t size = rounded(bytes);
+    void* p = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      auto& list = free_[{device, size}];
+      if (!list.empty()) {
+        p = list.back();
+        list.pop_back();
+      }
+    }
+    if (p == nullptr && cudaMalloc(&p, size) != cudaSuccess) {
+      (void)cudaGetLastError();
+      release(device);  // what the cache holds may be what is missing
+      check_cuda(cudaMalloc(&p, size), "out of device memory");
+    }
+    return std::shared_ptr<void>(p, [this, device, size](void* q) {
+      std::lock_guard lock(mutex_);
+      free_[{device, size}].push_back(q);
+    });
+  }
+
+ private:
+  // Small blocks by powers of two, large ones by 2 MiB: little waste, few distinct sizes.
+  static size_t rounded(size_t bytes) {
+    if (bytes <= (size_t{1} << 20)) return std::bit_ceil(std::max<size_t>(bytes, 256));
+    return (bytes + (size_t{2} << 20) - 1) / (size_t{2} << 20) * (size_t{2} << 20);
+  }
+  void release(int device) {
+    std::lock_guard lock(mutex_);
+    cudaDeviceSynchronize();
+    for (auto& [key, list] : free_) {
+      if (key.first != device) continue;
+      for (void* q : list) cudaFree(q);
+      list.clear();
+    }
+  }
+  std::mutex mutex_;
+  std::map<std::pair<int, size_t>, std::vector<void*>> free_;
+};
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
-  void* p = nullptr;
-  check_cuda(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "out of device memory");
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  static DevicePool* pool = new DevicePool;  // never destroyed: buffers may outlive static destructors
+  return pool->get(bytes);
 }
 
 class CudaWeight final : public Weight {
@@ -293,7 +342,7 @@ class CudaBackend final : public Backend {
       if (m.cols != x.cols()) fail(ErrorCode::InvalidArgument, "matmul: x has {} columns but '{}' has {}", x.cols(), ws[i]->name, m.cols);
       require_f32(outs[i], "matmul");
       require_shape(outs[i], n, m.rows, "matmul", "out");
-      any_q8_dot = any_q8_dot || m.type == DType::Q4_0 || m.type == DType::Q8_0;
+      any_q8_dot = any_q8_dot || cuda::uses_q8_activations(m.type);
     }
     if (n == 0) return;
     if (n <= cuda::kMaxGemvTokens) {
@@ -387,10 +436,25 @@ class CudaBackend final : public Backend {
     a.head_dim = p.head_dim;
     a.scale = p.scale;
     a.n_cells = k.rows();
+    a.shared_ranges = p.shared_ranges;
     const size_t scratch = cuda::attention_scratch_floats(a);
     float* s = scratch > 0 ? static_cast<float*>(attn_scratch_.get(scratch * sizeof(float))) : nullptr;
-    cuda::attention(q.as<float>(), q.stride(), k.data(), v.data(), k.stride(), k.type() == DType::F16, ranges.as<int32_t>(), a,
-                    out.as<float>(), out.stride(), s, stream_);
+    const void* kd = k.data();
+    const void* vd = v.data();
+    int64_t ld_kv = k.stride();
+    bool f16 = k.type() == DType::F16;
+    if (!f16 && p.shared_ranges && q.rows() >= 16 && (p.head_dim == 32 || p.head_dim == 64 || p.head_dim == 128)) {
+      // F32 keys and values (an encoder's own activations): rounded to F16 for the tensor cores.
+      const size_t half_bytes = static_cast<size_t>(k.rows() * k.cols()) * 2;
+      auto* kv16 = static_cast<uint8_t*>(kv16_.get(2 * half_bytes));
+      cuda::convert_f32(k.as<float>(), k.stride(), k.rows(), k.cols(), kv16, false, stream_);
+      cuda::convert_f32(v.as<float>(), v.stride(), v.rows(), v.cols(), kv16 + half_bytes, false, stream_);
+      kd = kv16;
+      vd = kv16 + half_bytes;
+      ld_kv = k.cols();
+      f16 = true;
+    }
+    cuda::attention(q.as<float>(), q.stride(), kd, vd, ld_kv, f16, ranges.as<int32_t>(), a, out.as<float>(), out.stride(), s, stream_);
   }
 
   void softmax(const Buffer& x, const Buffer& out) override {
@@ -492,7 +556,7 @@ class CudaBackend final : public Backend {
   }
   // Changes whenever a scratch buffer moves: graphs captured before then are stale.
   uint64_t generation() const {
-    return x16_.moves + x_bf16_.moves + w16_.moves + attn_scratch_.moves + static_cast<uint64_t>(qx_.capacity);
+    return x16_.moves + x_bf16_.moves + w16_.moves + attn_scratch_.moves + kv16_.moves + static_cast<uint64_t>(qx_.capacity);
   }
 
   static constexpr size_t kStagingBytes = 64 << 10;
@@ -528,7 +592,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cuda::QuantizedActivations qx_;
-  Scratch x16_, x_bf16_, w16_, attn_scratch_;
+  Scratch x16_, x_bf16_, w16_, attn_scratch_, kv16_;
   std::vector<std::pair<std::vector<float>, std::shared_ptr<void>>> freq_factors_;
 };
 

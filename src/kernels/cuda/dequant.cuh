@@ -11,10 +11,14 @@
 
 namespace vireo::cuda {
 
+// Q6_K blocks are 210 bytes, so rows of them are not 16-byte aligned: at upload each block's
+// quants and scales move to a 208-byte record and its d to a separate array.
+constexpr int kQ6Bytes = 208;
+
 struct WeightView {
   DType type;
   const uint8_t* levels;
-  const __half* scales;  // Q4_0 / Q8_0 split layout
+  const __half* scales;  // Q4_0 / Q8_0 / Q6_K split layouts
   int64_t cols;
   int64_t row_bytes;
 };
@@ -123,13 +127,14 @@ __device__ __forceinline__ void dequant8(const WeightView& w, int64_t r, int64_t
       }
       return;
     }
-    case DType::Q6_K: {
-      const uint8_t* blk = w.levels + r * w.row_bytes + (c / 256) * 210;
+    case DType::Q6_K: {  // split layout: [ql 128 | qh 64 | scales 16] per block, d in `scales`
+      const int64_t b = c / 256, nb = w.cols / 256;
+      const uint8_t* blk = w.levels + (r * nb + b) * kQ6Bytes;
       const int e0 = static_cast<int>(c % 256);
       const uint8_t* ql = blk;
       const uint8_t* qh = blk + 128;
       const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192);
-      const float d = h2f(blk + 208) * static_cast<float>(scales[e0 / 16]);
+      const float d = __half2float(w.scales[r * nb + b]) * static_cast<float>(scales[e0 / 16]);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int e = e0 + i, h = e / 128, k = (e % 128) / 32, l = e % 32;

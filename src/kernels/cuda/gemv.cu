@@ -65,12 +65,11 @@ constexpr int kRowsPerWarp = 4;
 
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
 // Levels are split with one AND per 4 elements and multiplied as bytes.
-template <int T>
+template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
                                                                  const int8_t* __restrict__ xq, const float* __restrict__ xd,
                                                                  const float* __restrict__ xs, float* __restrict__ y, int rows,
                                                                  int nb, int ldy) {
-  constexpr int R = kRowsPerWarp;
   const int lane = threadIdx.x % kWarp;
   const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
   if (row0 >= rows) return;
@@ -114,12 +113,11 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const uint4* _
 }
 
 // Q8_0: element j is d * q_j, q signed bytes.
-template <int T>
+template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
                                                                  const int8_t* __restrict__ xq, const float* __restrict__ xd,
                                                                  const float* __restrict__ xs, float* __restrict__ y, int rows,
                                                                  int nb, int ldy) {
-  constexpr int R = kRowsPerWarp;
   const int lane = threadIdx.x % kWarp;
   const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
   if (row0 >= rows) return;
@@ -189,13 +187,154 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const uint4* __
   warp_sum_store<T>(acc, y, ldy, row, lane);
 }
 
-// Any other type: each lane reads eight elements at a time through dequant8.
-template <int T>
+// Q4_K with Q8_0-rounded activations, in integers: a lane takes one pair of 32-element
+// sub-blocks (32 bytes of levels, low nibbles for the first, high for the second), so
+// sum(w*x) = d*sc*dx*sum(q*xq) - dmin*m*sx per sub-block (sx = dx*sum(xq), kept with x).
+template <int T, int R>
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const uint8_t* __restrict__ w, const int8_t* __restrict__ xq,
+                                                                 const float* __restrict__ xd, const float* __restrict__ xs,
+                                                                 float* __restrict__ y, int rows, int nb, int64_t row_bytes, int ldy) {
+  const int lane = threadIdx.x % kWarp;
+  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
+  if (row0 >= rows) return;
+  int rr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+  float acc[R][T] = {};
+  const int n_items = nb * 4, nb32 = nb * 8;
+  for (int it = lane; it < n_items; it += kWarp) {
+    const int b = it / 4, g = it % 4;
+    uint4 q0[R], q1[R];
+    uint32_t hd[R], sc_lo[R], sc_hi[R], sc_x[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + static_cast<int64_t>(rr[r]) * row_bytes + static_cast<int64_t>(b) * 144;
+      const uint4* qp = reinterpret_cast<const uint4*>(blk + 16 + 32 * g);
+      q0[r] = __ldg(qp);
+      q1[r] = __ldg(qp + 1);
+      const uint32_t* wp = reinterpret_cast<const uint32_t*>(blk);
+      hd[r] = __ldg(wp);
+      sc_lo[r] = __ldg(wp + 1);
+      sc_hi[r] = __ldg(wp + 2);
+      sc_x[r] = __ldg(wp + 3);
+    }
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const int blk0 = t * nb32 + b * 8 + 2 * g;  // activation blocks of the two sub-blocks
+      const uint4* xp = reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(blk0) * 32);
+      const uint4 a0 = __ldg(xp), a1 = __ldg(xp + 1), b0 = __ldg(xp + 2), b1 = __ldg(xp + 3);
+      const int xa[8] = {int(a0.x), int(a0.y), int(a0.z), int(a0.w), int(a1.x), int(a1.y), int(a1.z), int(a1.w)};
+      const int xb[8] = {int(b0.x), int(b0.y), int(b0.z), int(b0.w), int(b1.x), int(b1.y), int(b1.z), int(b1.w)};
+      const float dx0 = __ldg(xd + blk0), dx1 = __ldg(xd + blk0 + 1), sx0 = __ldg(xs + blk0), sx1 = __ldg(xs + blk0 + 1);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const uint32_t wv[8] = {q0[r].x, q0[r].y, q0[r].z, q0[r].w, q1[r].x, q1[r].y, q1[r].z, q1[r].w};
+        int dot0 = 0, dot1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          dot0 = __dp4a(static_cast<int>(wv[k] & 0x0F0F0F0Fu), xa[k], dot0);
+          dot1 = __dp4a(static_cast<int>((wv[k] >> 4) & 0x0F0F0F0Fu), xb[k], dot1);
+        }
+        const uint8_t scales[12] = {
+            uint8_t(sc_lo[r]), uint8_t(sc_lo[r] >> 8), uint8_t(sc_lo[r] >> 16), uint8_t(sc_lo[r] >> 24),
+            uint8_t(sc_hi[r]), uint8_t(sc_hi[r] >> 8), uint8_t(sc_hi[r] >> 16), uint8_t(sc_hi[r] >> 24),
+            uint8_t(sc_x[r]),  uint8_t(sc_x[r] >> 8),  uint8_t(sc_x[r] >> 16),  uint8_t(sc_x[r] >> 24)};
+        int s0, m0, s1, m1;
+        scale_min_k4(2 * g, scales, s0, m0);
+        scale_min_k4(2 * g + 1, scales, s1, m1);
+        const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(hd[r] & 0xFFFF)));
+        const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(hd[r] >> 16)));
+        acc[r][t] += d * (s0 * dx0 * static_cast<float>(dot0) + s1 * dx1 * static_cast<float>(dot1)) - dmin * (m0 * sx0 + m1 * sx1);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
+  }
+}
+
+// Q6_K (split layout) with Q8_0-rounded activations: a lane takes one 32-element activation
+// block; its levels are 6-bit (4 low bits in ql, 2 high in qh), offset by 32, with one scale per
+// 16 elements: sum((q-32)*xq) = dot(q, xq) - 32*sum(xq), all in integers.
+template <int T, int R>
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const uint8_t* __restrict__ w, const __half* __restrict__ wd,
+                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                                                 float* __restrict__ y, int rows, int nb, int ldy) {
+  const int lane = threadIdx.x % kWarp;
+  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
+  if (row0 >= rows) return;
+  int rr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+  float acc[R][T] = {};
+  const int n_items = nb * 8;
+  for (int it = lane; it < n_items; it += kWarp) {
+    const int b = it / 8, hh = (it % 8) / 4, k = it % 4;
+    uint4 l0[R], l1[R], h0[R], h1[R];
+    uint32_t scw[R];
+    float d[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + (static_cast<int64_t>(rr[r]) * nb + b) * kQ6Bytes;
+      const uint4* lp = reinterpret_cast<const uint4*>(blk + 64 * hh + 32 * (k & 1));
+      const uint4* hp = reinterpret_cast<const uint4*>(blk + 128 + 32 * hh);
+      l0[r] = __ldg(lp);
+      l1[r] = __ldg(lp + 1);
+      h0[r] = __ldg(hp);
+      h1[r] = __ldg(hp + 1);
+      scw[r] = __ldg(reinterpret_cast<const unsigned short*>(blk + 192 + 8 * hh + 2 * k));  // the two scales of this block
+      d[r] = __half2float(wd[static_cast<int64_t>(rr[r]) * nb + b]);
+    }
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const int xb = t * nb * 8 + b * 8 + hh * 4 + k;
+      const uint4* xp = reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(xb) * 32);
+      const uint4 a0 = __ldg(xp), a1 = __ldg(xp + 1);
+      const int xa[8] = {int(a0.x), int(a0.y), int(a0.z), int(a0.w), int(a1.x), int(a1.y), int(a1.z), int(a1.w)};
+      int sum_a = 0, sum_b = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        sum_a = __dp4a(0x01010101, xa[j], sum_a);
+        sum_b = __dp4a(0x01010101, xa[4 + j], sum_b);
+      }
+      const float dx = __ldg(xd + xb);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const uint32_t lw[8] = {l0[r].x, l0[r].y, l0[r].z, l0[r].w, l1[r].x, l1[r].y, l1[r].z, l1[r].w};
+        const uint32_t hw[8] = {h0[r].x, h0[r].y, h0[r].z, h0[r].w, h1[r].x, h1[r].y, h1[r].z, h1[r].w};
+        int dot_a = 0, dot_b = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t lo = (k < 2 ? lw[j] : lw[j] >> 4) & 0x0F0F0F0Fu;
+          const uint32_t hi = ((hw[j] >> (2 * k)) & 0x03030303u) << 4;
+          if (j < 4) {
+            dot_a = __dp4a(static_cast<int>(lo | hi), xa[j], dot_a);
+          } else {
+            dot_b = __dp4a(static_cast<int>(lo | hi), xa[j], dot_b);
+          }
+        }
+        const int sc_a = static_cast<int8_t>(scw[r] & 0xFF), sc_b = static_cast<int8_t>(scw[r] >> 8);
+        acc[r][t] += d[r] * dx * static_cast<float>(sc_a * (dot_a - 32 * sum_a) + sc_b * (dot_b - 32 * sum_b));
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
+  }
+}
+
+// Any other type: each lane reads eight elements at a time through dequant8. TY names the type
+// to compile a specialised loop for (Q5_K), or -1 for any.
+template <int T, int TY>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(WeightView w, const float* __restrict__ x, float* __restrict__ y,
                                                                     int rows, int64_t ldx, int64_t ldy) {
+  if constexpr (TY >= 0) w.type = static_cast<DType>(TY);
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   if (row >= rows) return;
   float acc[T] = {};
+#pragma unroll 4
   for (int64_t c = lane * 8; c < w.cols; c += kWarp * 8) {
     float wv[8];
     dequant8(w, row, c, wv);  // rows are padded to whole runs of 8 (zeros past cols)
@@ -221,6 +360,28 @@ WeightView view_of(const DeviceMatrix& m) {
                     static_cast<int64_t>(m.row_bytes)};
 }
 
+template <int T, int R>
+void launch_integer(const DeviceMatrix& m, const QuantizedActivations* qx, float* y, int64_t ldy, cudaStream_t st) {
+  const int rows = static_cast<int>(m.rows), cols = static_cast<int>(m.cols);
+  const dim3 block(kWarp * kRowsPerBlock);
+  const int nb = cols / 32;
+  const int64_t per_block = kRowsPerBlock * R;
+  const dim3 grid(static_cast<unsigned>((m.rows + per_block - 1) / per_block));
+  if (m.type == DType::Q4_K) {
+    gemv_q4_k<T, R><<<grid, block, 0, st>>>(static_cast<const uint8_t*>(m.levels), qx->q, qx->d, qx->s, y, rows, cols / 256,
+                                           static_cast<int64_t>(m.row_bytes), static_cast<int>(ldy));
+  } else if (m.type == DType::Q6_K) {
+    gemv_q6_k<T, R><<<grid, block, 0, st>>>(static_cast<const uint8_t*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d, y,
+                                           rows, cols / 256, static_cast<int>(ldy));
+  } else if (m.type == DType::Q4_0) {
+    gemv_q4_0<T, R><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
+                                           qx->s, y, rows, nb, static_cast<int>(ldy));
+  } else {
+    gemv_q8_0<T, R><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
+                                           qx->s, y, rows, nb, static_cast<int>(ldy));
+  }
+}
+
 template <int T>
 void launch(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, float* y, int64_t ldy,
             cudaStream_t st) {
@@ -232,23 +393,27 @@ void launch(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedA
                                            static_cast<int>(ldy));
     return;
   }
-  if (m.type != DType::Q4_0 && m.type != DType::Q8_0) {
-    gemv_generic<T><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy);
+  if (!uses_q8_activations(m.type)) {
+    switch (m.type) {
+      case DType::Q5_K: gemv_generic<T, static_cast<int>(DType::Q5_K)><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy); break;
+      default: gemv_generic<T, -1><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy); break;
+    }
     return;
   }
   if (qx == nullptr || qx->n_tokens < T || qx->cols != m.cols) {
     throw Error(ErrorCode::InvalidArgument, "cuda gemv: activations were not quantized for this product");
   }
-  const int nb = cols / 32;
-  const int64_t per_block = kRowsPerBlock * kRowsPerWarp;
-  const dim3 grid(static_cast<unsigned>((m.rows + per_block - 1) / per_block));
-  if (m.type == DType::Q4_0) {
-    gemv_q4_0<T><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
-                                        qx->s, y, rows, nb, static_cast<int>(ldy));
-  } else {
-    gemv_q8_0<T><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
-                                        qx->s, y, rows, nb, static_cast<int>(ldy));
+  // Rows per warp: 4 share each activation load, but small matrices then fill too few SMs (under
+  // about two CTAs of 32 rows per SM of a 132-SM GPU), so they take one row per warp (decode of
+  // one or two tokens, where it matters).
+  if constexpr (T <= 2) {
+    constexpr int64_t kSmallRows = 2 * 132 * kRowsPerBlock * kRowsPerWarp;
+    if (m.rows < kSmallRows) {
+      launch_integer<T, 1>(m, qx, y, ldy, st);
+      return;
+    }
   }
+  launch_integer<T, kRowsPerWarp>(m, qx, y, ldy, st);
 }
 
 QuantizedActivations g_x;  // scratch of the default-stream convenience gemv
@@ -264,6 +429,10 @@ std::string device_name(int device) {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return "none";
   return p.name;
+}
+
+bool uses_q8_activations(DType type) {
+  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q6_K;
 }
 
 bool supports_type(DType type) {
@@ -285,6 +454,23 @@ DeviceMatrix upload_matrix(DType type, const void* host_rows, int64_t rows, int6
   m.rows = rows;
   m.cols = cols;
   const auto* src = static_cast<const uint8_t*>(host_rows);
+  if (type == DType::Q6_K) {  // split: 208-byte records (ql, qh, scales) and the d values
+    m.row_bytes = ref::row_bytes(type, cols);
+    const int64_t nb = cols / 256;
+    std::vector<uint8_t> records(static_cast<size_t>(rows * nb) * kQ6Bytes);
+    std::vector<uint16_t> ds(static_cast<size_t>(rows * nb));
+    for (int64_t i = 0; i < rows * nb; ++i) {
+      const uint8_t* b = src + static_cast<size_t>(i) * sizeof(block_q6_K);
+      std::memcpy(records.data() + static_cast<size_t>(i) * kQ6Bytes, b, kQ6Bytes);  // ql, qh, scales lead the block
+      std::memcpy(&ds[static_cast<size_t>(i)], b + kQ6Bytes, 2);
+    }
+    m.bytes = records.size() + ds.size() * 2;
+    check(cudaMalloc(&m.levels, records.size()), "malloc");
+    check(cudaMalloc(&m.scales, ds.size() * 2), "malloc");
+    check(cudaMemcpy(m.levels, records.data(), records.size(), cudaMemcpyHostToDevice), "upload");
+    check(cudaMemcpy(m.scales, ds.data(), ds.size() * 2, cudaMemcpyHostToDevice), "upload");
+    return m;
+  }
   if (type != DType::Q4_0 && type != DType::Q8_0) {
     const size_t file_row = ref::row_bytes(type, cols);  // checks whole blocks
     m.row_bytes = file_row;
@@ -383,7 +569,7 @@ void gemv(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedAct
 
 void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {
   const QuantizedActivations* qx = nullptr;
-  if (m.type == DType::Q4_0 || m.type == DType::Q8_0) {
+  if (uses_q8_activations(m.type)) {
     quantize_activations(x, m.cols, n_tokens, m.cols, g_x, nullptr);
     qx = &g_x;
   }

@@ -5,9 +5,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <cfloat>
+#include <climits>
+#include <cstdint>
 #include <string>
 
 #include "dequant.cuh"
@@ -290,7 +293,7 @@ __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
 }
 
 // Block (row i, head h, split s). Lane l holds head elements l, l+32, ... (DT of them). Each warp
-// runs an online softmax over every 4th key of the split; the warps are then merged. With one
+// runs an online softmax over its share of the split's keys; the warps are then merged. With one
 // split the block writes the output; otherwise its (max, sum, unnormalised acc) go to scratch.
 template <int DT, bool F16>
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const float* q, int64_t ldq, const void* k, const void* v,
@@ -313,23 +316,50 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
     qv[t] = d < head_dim ? qh[d] * scale : 0.0f;
     acc[t] = 0.0f;
   }
+  // Each warp takes kKeys keys per step: their dot products and reductions are independent, so
+  // their latencies overlap instead of adding up.
+  constexpr int kKeys = 4;
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j = k0 + warp; j < k1; j += kAttnWarps) {
-    const int64_t base = j * ld_kv + kv_off;
-    float dot = 0;
+  for (int64_t j0 = k0 + warp * kKeys; j0 < k1; j0 += kAttnWarps * kKeys) {
+    float sc[kKeys];
 #pragma unroll
-    for (int t = 0; t < DT; ++t) {
-      const int d = lane + 32 * t;
-      if (d < head_dim) dot += qv[t] * load_kv<F16>(k, base + d);
+    for (int u = 0; u < kKeys; ++u) {
+      const int64_t j = j0 + u;
+      float dot = 0;
+      if (j < k1) {
+        const int64_t base = j * ld_kv + kv_off;
+#pragma unroll
+        for (int t = 0; t < DT; ++t) {
+          const int d = lane + 32 * t;
+          if (d < head_dim) dot += qv[t] * load_kv<F16>(k, base + d);
+        }
+      }
+      sc[u] = dot;
     }
-    const float sc = warp_sum(dot);
-    const float m_new = fmaxf(m, sc);
-    const float corr = expf(m - m_new), p = expf(sc - m_new);
-    l = l * corr + p;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) sc[u] = j0 + u < k1 ? warp_sum(sc[u]) : -INFINITY;
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) m_new = fmaxf(m_new, sc[u]);
+    const float corr = expf(m - m_new);
+    float p[kKeys];
+    l *= corr;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      p[u] = expf(sc[u] - m_new);  // 0 past the end (-inf)
+      l += p[u];
+    }
 #pragma unroll
     for (int t = 0; t < DT; ++t) {
       const int d = lane + 32 * t;
-      acc[t] = acc[t] * corr + (d < head_dim ? p * load_kv<F16>(v, base + d) : 0.0f);
+      float a = acc[t] * corr;
+      if (d < head_dim) {
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) {
+          if (j0 + u < k1) a += p[u] * load_kv<F16>(v, (j0 + u) * ld_kv + kv_off + d);
+        }
+      }
+      acc[t] = a;
     }
     m = m_new;
   }
@@ -385,6 +415,177 @@ __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, 
     }
     out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
   }
+}
+
+
+// ---------------------------------------------------------------- attention for prefill (tensor cores)
+
+// Flash attention for many query rows: a block takes 64 query rows of one head and walks the
+// union of their key ranges in tiles of 64 keys. S = Q·Kᵀ and O += P·V run on tensor cores
+// (F16 in, F32 accumulate); the online softmax runs on the S tile in shared memory. Each of the
+// 4 warps owns 16 query rows, so only the K/V tile loads need the whole block.
+constexpr int kFlashRows = 64, kFlashKeys = 64, kFlashWarps = 4;
+
+template <int HD>
+struct FlashSmem {
+  __half q[kFlashRows][HD];
+  __half k[kFlashKeys][HD];
+  __half v[kFlashKeys][HD];
+  float s[kFlashRows][kFlashKeys];
+  __half p[kFlashRows][kFlashKeys];
+  float o[kFlashRows][HD];
+  float m[kFlashRows], l[kFlashRows];
+  int begin[kFlashRows], end[kFlashRows];
+  int span[2];
+};
+
+template <int HD>
+__global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(const float* __restrict__ q, int64_t ldq,
+                                                                           const __half* __restrict__ k, const __half* __restrict__ v,
+                                                                           int64_t ld_kv, const int32_t* __restrict__ ranges, int64_t rows,
+                                                                           int group, float scale, int64_t n_cells, float* __restrict__ out,
+                                                                           int64_t ldo) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  FlashSmem<HD>& sm = *reinterpret_cast<FlashSmem<HD>*>(smem_raw);
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kFlashRows;
+  const int64_t kv_off = static_cast<int64_t>(h / group) * HD;
+
+  // Ranges, Q (scaled, F16), O = 0.
+  if (tid < kFlashRows) {
+    const int64_t i = row0 + tid;
+    int b = 0, e = 0;
+    if (i < rows) {
+      b = ranges[2 * i];
+      e = b + ranges[2 * i + 1];
+      if (b < 0 || e < b || e > n_cells) b = e = 0;  // the runtime checks ranges
+    }
+    sm.begin[tid] = b;
+    sm.end[tid] = e;
+    sm.m[tid] = -INFINITY;
+    sm.l[tid] = 0.0f;
+  }
+  for (int idx = tid; idx < kFlashRows * HD; idx += blockDim.x) {
+    const int r = idx / HD, d = idx % HD;
+    const int64_t i = row0 + r;
+    sm.q[r][d] = __float2half_rn(i < rows ? q[i * ldq + static_cast<int64_t>(h) * HD + d] * scale : 0.0f);
+    sm.o[r][d] = 0.0f;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    int lo = INT_MAX, hi = 0;
+    for (int r = 0; r < kFlashRows; ++r) {
+      if (sm.end[r] > sm.begin[r]) lo = min(lo, sm.begin[r]), hi = max(hi, sm.end[r]);
+    }
+    sm.span[0] = lo == INT_MAX ? 0 : lo;
+    sm.span[1] = hi;
+  }
+  __syncthreads();
+  const int lo = sm.span[0], hi = sm.span[1];
+  const int wr = warp * 16;  // this warp's first row
+
+  for (int j0 = lo; j0 < hi; j0 += kFlashKeys) {
+    // K and V tiles (zeros past the span, so masked products stay finite).
+    for (int idx = tid; idx < kFlashKeys * HD / 8; idx += blockDim.x) {
+      const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+      const int64_t j = j0 + r;
+      uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      if (j < hi) {
+        kk = *reinterpret_cast<const uint4*>(k + j * ld_kv + kv_off + c);
+        vv = *reinterpret_cast<const uint4*>(v + j * ld_kv + kv_off + c);
+      }
+      *reinterpret_cast<uint4*>(&sm.k[r][c]) = kk;
+      *reinterpret_cast<uint4*>(&sm.v[r][c]) = vv;
+    }
+    __syncthreads();
+
+    // S[16 rows of this warp][64 keys] = Q · Kᵀ.
+#pragma unroll
+    for (int kt = 0; kt < kFlashKeys / 16; ++kt) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+      for (int dt = 0; dt < HD / 16; ++dt) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+        wmma::load_matrix_sync(a, &sm.q[wr][dt * 16], HD);
+        wmma::load_matrix_sync(b, &sm.k[kt * 16][dt * 16], HD);  // Kᵀ: K row-major read as column-major
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(&sm.s[wr][kt * 16], acc, kFlashKeys, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // Online softmax of this warp's rows: two lanes per row, 32 keys each.
+    {
+      const int r = wr + lane / 2, c0 = (lane % 2) * 32;
+      const int b = sm.begin[r], e = sm.end[r];
+      float mx = -INFINITY;
+      for (int c = c0; c < c0 + 32; ++c) {
+        const int j = j0 + c;
+        if (j >= b && j < e) mx = fmaxf(mx, sm.s[r][c]);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_old = sm.m[r];
+      const float m_new = fmaxf(m_old, mx);
+      float sum = 0;
+      for (int c = c0; c < c0 + 32; ++c) {
+        const int j = j0 + c;
+        const float pv = (j >= b && j < e) ? expf(sm.s[r][c] - m_new) : 0.0f;
+        sum += pv;
+        sm.p[r][c] = __float2half_rn(pv);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      const float corr = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
+      // Rescale this row's O (each of the two lanes takes half of it).
+      for (int d = (lane % 2) * (HD / 2); d < (lane % 2 + 1) * (HD / 2); ++d) sm.o[r][d] *= corr;
+      __syncwarp();
+      if (lane % 2 == 0) {
+        sm.l[r] = sm.l[r] * corr + sum;
+        sm.m[r] = m_new;
+      }
+    }
+    __syncwarp();
+
+    // O[16 rows][HD] += P · V.
+#pragma unroll
+    for (int dt = 0; dt < HD / 16; ++dt) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, &sm.o[wr][dt * 16], HD, wmma::mem_row_major);
+#pragma unroll
+      for (int kt = 0; kt < kFlashKeys / 16; ++kt) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+        wmma::load_matrix_sync(a, &sm.p[wr][kt * 16], kFlashKeys);
+        wmma::load_matrix_sync(b, &sm.v[kt * 16][dt * 16], HD);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(&sm.o[wr][dt * 16], acc, HD, wmma::mem_row_major);
+    }
+    __syncthreads();  // the next tile overwrites K and V
+  }
+
+  for (int idx = tid; idx < kFlashRows * HD; idx += blockDim.x) {
+    const int r = idx / HD, d = idx % HD;
+    const int64_t i = row0 + r;
+    if (i < rows) out[i * ldo + static_cast<int64_t>(h) * HD + d] = sm.l[r] > 0 ? sm.o[r][d] / sm.l[r] : 0.0f;
+  }
+}
+
+template <int HD>
+void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, const int32_t* ranges, const AttentionShape& a,
+                  float* out, int64_t ldo, cudaStream_t s) {
+  const size_t smem = sizeof(FlashSmem<HD>);
+  static bool configured = false;  // per instantiation: allow more than 48 KiB of shared memory
+  if (!configured) {
+    cudaFuncSetAttribute(flash_attention_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>((a.rows + kFlashRows - 1) / kFlashRows), static_cast<unsigned>(a.n_head));
+  flash_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem, s>>>(q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
+                                                                    ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.n_cells,
+                                                                    out, ldo);
 }
 
 int sm_count() {
@@ -531,6 +732,19 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
                const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s) {
   if (a.rows == 0) return;
   if (a.head_dim > 256) throw Error(ErrorCode::Unsupported, "cuda attention: head size " + std::to_string(a.head_dim) + " > 256");
+  // Many query rows (prefill, encoders): tensor cores, for the head sizes they are built for.
+  const bool aligned = ld_kv % 8 == 0 && reinterpret_cast<uintptr_t>(k) % 16 == 0 && reinterpret_cast<uintptr_t>(v) % 16 == 0;
+  if (f16 && aligned && a.shared_ranges && a.rows >= 16 && (a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128)) {
+    if (a.head_dim == 32) {
+      launch_flash<32>(q, ldq, k, v, ld_kv, ranges, a, out, ldo, st(s));
+    } else if (a.head_dim == 64) {
+      launch_flash<64>(q, ldq, k, v, ld_kv, ranges, a, out, ldo, st(s));
+    } else {
+      launch_flash<128>(q, ldq, k, v, ld_kv, ranges, a, out, ldo, st(s));
+    }
+    check_launch("flash attention");
+    return;
+  }
   const int splits = attention_splits(a);
   const size_t parts = static_cast<size_t>(a.rows) * a.n_head * splits;
   float* part_acc = splits > 1 ? scratch : nullptr;

@@ -21,14 +21,18 @@ std::string device_name(int device = 0);
 struct DeviceMatrix {
   DType type = DType::F32;
   int64_t rows = 0, cols = 0;
-  // F16: [rows][cols] halves. Q4_0: [rows][cols/32][16 B]; Q8_0: [rows][cols/32][32 B].
+  // F16: [rows][cols] halves. Q4_0: [rows][cols/32][16 B]; Q8_0: [rows][cols/32][32 B];
+  // Q6_K: [rows][cols/256][208 B] (ql, qh, scales; d in `scales`).
   // Other types: the file's rows of row_bytes each.
   void* levels = nullptr;
-  void* scales = nullptr;  // Q4_0 / Q8_0: [rows][cols/32] halves; otherwise null
+  void* scales = nullptr;  // Q4_0 / Q8_0: [rows][cols/32] halves; Q6_K: [rows][cols/256] d; otherwise null
   size_t row_bytes = 0;    // bytes of one row in the file's layout
   size_t bytes = 0;        // what one product reads
 };
 
+// True when products with `type` take activations rounded to Q8_0 blocks (quantize_activations
+// first): Q4_0, Q8_0, Q4_K, Q6_K, multiplied in integers.
+bool uses_q8_activations(DType type);
 // True when the device kernels can hold and multiply `type`.
 bool supports_type(DType type);
 // `host_rows` holds rows*cols elements as the file stores them. Types: F32, F16, BF16, Q4_0,
@@ -57,8 +61,8 @@ struct QuantizedActivations {
 void quantize_activations(const float* x, int64_t ldx, int n_tokens, int64_t cols, QuantizedActivations& qx, Stream s);
 
 // y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens (1..8); x [n_tokens][ldx], y [n_tokens][ldy].
-// Q4_0 / Q8_0 take `qx` (made from x by quantize_activations) and multiply in integers; other
-// types take x as it is.
+// Types of uses_q8_activations take `qx` (made from x by quantize_activations) and multiply in
+// integers; other types take x as it is.
 void gemv(const DeviceMatrix& w, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens, float* y,
           int64_t ldy, Stream s);
 // The same, quantizing x first into a scratch of this module (default stream; tests and benches).
