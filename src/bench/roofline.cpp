@@ -49,13 +49,22 @@ Roofline analyze(const ModelCost& c, const HardwarePeaks& p, int n_prompt, int n
   r.compute_fraction = peak_compute > 0 ? r.achieved_tflops / peak_compute : 0;
   r.bound = memory_roof < peak_compute ? "memory" : "compute";
   const bool decode = n_prompt == 0;
+  const bool gpu = p.device.rfind("cuda", 0) == 0;
   if (r.fraction < 0.3) {
     r.verdict = "under-utilised";
-    r.advice = fmt::format(
-        "{} reaches {:.0f}% of the {} roof: the time goes to overheads (threads waiting, small ops); {}",
-        decode ? "decode" : "prefill", 100 * r.fraction, r.bound,
-        decode ? "fewer threads or larger batches of sequences use the machine better"
-               : "a longer prompt chunk or more threads should help");
+    if (gpu) {
+      r.advice = fmt::format(
+          "{} reaches {:.0f}% of the {} roof: the time goes to small kernels and the gaps between them, not to the "
+          "weight reads; {}",
+          decode ? "decode" : "prefill", 100 * r.fraction, r.bound,
+          decode ? "larger batches of sequences use the GPU better" : "a longer prompt chunk should help");
+    } else {
+      r.advice = fmt::format(
+          "{} reaches {:.0f}% of the {} roof: the time goes to overheads (threads waiting, small ops); {}",
+          decode ? "decode" : "prefill", 100 * r.fraction, r.bound,
+          decode ? "fewer threads or larger batches of sequences use the machine better"
+                 : "a longer prompt chunk or more threads should help");
+    }
   } else if (r.bound == "memory") {
     r.verdict = "memory-bound";
     r.advice = fmt::format("{} reads {:.2f} GB per token and reaches {:.0f}% of the measured bandwidth ({:.1f} GB/s): {}",
