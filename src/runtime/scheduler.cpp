@@ -299,13 +299,30 @@ void Scheduler::step() {
   if (batch.size() == 0) return;
   const Buffer out = engine_.language_model().forward(batch, cache.buffers());
   const auto n_vocab = static_cast<size_t>(engine_.config().n_vocab);
-  std::vector<float>& logits = logits_;  // kept between steps: no large allocation per token
-  logits.resize(outputs.size() * n_vocab);
-  if (!outputs.empty()) engine_.backend().download(out, logits.data());
   int64_t generated = 0;
-  for (Slot* s : outputs) {
-    sample_slot(*s, std::span<float>(logits.data() + static_cast<size_t>(s->output_row) * n_vocab, n_vocab));
-    ++generated;
+  const bool all_greedy = std::all_of(outputs.begin(), outputs.end(), [](const Slot* s) {
+    return s->sampler->params().plain_greedy() && !s->matcher && s->p.request.top_logprobs < 0;
+  });
+  if (!outputs.empty() && all_greedy) {
+    // Only the chosen ids cross to the host, not n_vocab floats per sequence.
+    const auto n_out = static_cast<int64_t>(outputs.size());
+    if (argmax_.rows() < n_out) argmax_ = engine_.backend().alloc(DType::I32, n_out, 1);
+    const Buffer ids = argmax_.rows_view(0, n_out);
+    engine_.backend().argmax(out, ids);
+    argmax_host_.resize(outputs.size());
+    engine_.backend().download(ids, argmax_host_.data());
+    for (Slot* s : outputs) {
+      accept_token(*s, argmax_host_[static_cast<size_t>(s->output_row)], std::nullopt, {});
+      ++generated;
+    }
+  } else {
+    std::vector<float>& logits = logits_;  // kept between steps: no large allocation per token
+    logits.resize(outputs.size() * n_vocab);
+    if (!outputs.empty()) engine_.backend().download(out, logits.data());
+    for (Slot* s : outputs) {
+      sample_slot(*s, std::span<float>(logits.data() + static_cast<size_t>(s->output_row) * n_vocab, n_vocab));
+      ++generated;
+    }
   }
   for (Slot* s : outputs) {
     if (!s->event.text.empty() || !s->event.logprobs.empty()) {
@@ -345,6 +362,11 @@ void Scheduler::sample_slot(Slot& s, std::span<float> logits) {
   if (r.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());  // the sampler edits the row
   const int32_t token = s.sampler->sample(logits, s.tokens);
   if (r.top_logprobs >= 0) raw_logprob = raw[static_cast<size_t>(token)] - log_z;
+  accept_token(s, token, raw_logprob, std::move(top));
+}
+
+void Scheduler::accept_token(Slot& s, int32_t token, std::optional<float> raw_logprob, std::vector<std::pair<int32_t, float>> top) {
+  const GenerationRequest& r = s.p.request;
   if (s.matcher) s.matcher->accept(token);
   if (s.generated == 0) s.first_token = Clock::now();
   ++s.generated;

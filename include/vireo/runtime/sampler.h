@@ -21,6 +21,13 @@ struct SamplingParams {
   int32_t penalty_last_n = 64;      // how much history the penalties look at; -1: all
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the token's logit (-inf bans it)
   uint64_t seed = 0;
+
+  // Greedy with nothing that edits the logits first: the token is the row's argmax, which a
+  // backend can find where the logits are (no copy of the whole row to the host).
+  bool plain_greedy() const {
+    return temperature <= 0.0f && repetition_penalty == 1.0f && presence_penalty == 0.0f && frequency_penalty == 0.0f &&
+           logit_bias.empty();
+  }
 };
 
 class Sampler {

@@ -122,6 +122,7 @@ class Scheduler {
   bool admit(Pending& p);
   void step();
   void sample_slot(Slot& slot, std::span<float> logits);
+  void accept_token(Slot& slot, int32_t token, std::optional<float> logprob, std::vector<std::pair<int32_t, float>> top);
   void finish(Slot& slot, const std::string& reason, const std::string& error = {});
   void retire(Slot& slot);
   bool free_cells(int32_t capacity);
@@ -148,6 +149,8 @@ class Scheduler {
   std::vector<CachedSequence> cached_;
   uint64_t clock_ = 0;
   std::vector<float> logits_;  // [outputs, n_vocab] of the last step
+  Buffer argmax_;              // [outputs, 1] I32 on the backend: greedy tokens picked where the logits are
+  std::vector<int32_t> argmax_host_;
 
   std::mutex vocab_mu_;
   std::shared_ptr<const ConstraintVocab> vocab_;
