@@ -158,6 +158,17 @@ void Scheduler::run() {
       }
       if (p.handle->cancelled()) continue;
       if (!admit(p)) {
+        if (running_.empty() && cached_.empty()) {
+          // Nothing will free cells for it: say so instead of waiting forever.
+          GenerationEvent e;
+          e.done = true;
+          e.finish_reason = "error";
+          e.error = fmt::format("the request needs a run of {} free KV cells; the cache has at most {}",
+                                p.request.prompt.size() + static_cast<size_t>(std::max(p.request.max_tokens, 0)),
+                                engine_.cache().largest_free_run());
+          p.handle->push(std::move(e));
+          continue;
+        }
         std::lock_guard lock(mu_);
         queue_.push_front(std::move(p));  // waits for cells to free up
         break;
@@ -181,10 +192,15 @@ void Scheduler::run() {
     for (const auto& c : cached_) used += engine_.cache().capacity(c.seq);
     stats_.kv_cells_used = used;
   }
-  // Shutting down: end everything still open.
+  // Shutting down: end everything still open, and give the engine's KV cache back every cell this
+  // scheduler held (the engine outlives it and may serve another).
   for (auto& s : running_) {
     if (!s->done) finish(*s, "cancelled");
+    if (s->seq >= 0) engine_.cache().remove_sequence(s->seq);
   }
+  running_.clear();
+  for (const auto& c : cached_) engine_.cache().remove_sequence(c.seq);
+  cached_.clear();
   std::lock_guard lock(mu_);
   for (auto& p : queue_) {
     GenerationEvent e;
