@@ -475,7 +475,7 @@ int64_t insert_document_row(Statement& st, const DocumentRecord& doc, DocStatus 
   return sqlite3_last_insert_rowid(st.db());
 }
 
-// Reads the schema version, creating the schema in an empty database when `create`.
+// Reads the schema version, creating the schema in an empty database.
 void prepare_schema(sqlite3* db, const std::string& path, bool create) {
   bool has_meta = false;
   {
@@ -487,9 +487,9 @@ void prepare_schema(sqlite3* db, const std::string& path, bool create) {
     Statement tables(db, "SELECT count(*) FROM sqlite_master");
     Use u(tables, "reading the schema");
     const bool empty = u.step() && u.int64(0) == 0;
-    if (!create || !empty) {
-      fail(ErrorCode::InvalidFile, "{} is not a vireo index (an SQLite database without its tables)", path);
-    }
+    // An empty database is what a first run killed before its schema committed leaves behind: it
+    // gets the schema (an empty index) whether or not this open may create one.
+    if (!empty) fail(ErrorCode::InvalidFile, "{} is not a vireo index (an SQLite database without its tables)", path);
     exec(db, "BEGIN IMMEDIATE", "creating the schema");
     try {
       exec(db, kSchemaSql, "creating the schema");
