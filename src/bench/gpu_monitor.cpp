@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <utility>
 #include <type_traits>
 
 namespace vireo {
@@ -19,6 +20,28 @@ struct NvmlMemory {
 };
 constexpr int kClockSm = 1, kClockMem = 2;  // nvmlClockType_t
 constexpr int kTemperatureGpu = 0;          // nvmlTemperatureSensors_t
+
+// GPM (GPU performance monitoring, nvmlGpm*): metrics are computed between two samples.
+using NvmlGpmSample = void*;
+constexpr unsigned kGpmSmUtil = 2, kGpmSmOccupancy = 3, kGpmAnyTensorUtil = 5, kGpmDramBwUtil = 10;  // NVML_GPM_METRIC_*
+struct NvmlGpmMetric {
+  unsigned int metric_id;
+  NvmlReturn status;
+  double value;
+  struct {
+    char *short_name, *long_name, *unit;
+  } info;
+};
+struct NvmlGpmMetricsGet {
+  unsigned int version;  // NVML_GPM_METRICS_GET_VERSION
+  unsigned int num_metrics;
+  NvmlGpmSample sample1, sample2;
+  NvmlGpmMetric metrics[4];  // NVML reads num_metrics entries
+};
+struct NvmlGpmSupport {
+  unsigned int version;  // NVML_GPM_SUPPORT_VERSION
+  unsigned int is_supported_device;
+};
 
 struct ThrottleBit {
   uint64_t bit;
@@ -45,6 +68,11 @@ struct GpuMonitor::Api {
   NvmlReturn (*power)(NvmlDevice, unsigned int*) = nullptr;
   NvmlReturn (*temperature)(NvmlDevice, int, unsigned int*) = nullptr;
   NvmlReturn (*throttle)(NvmlDevice, unsigned long long*) = nullptr;
+  NvmlReturn (*gpm_support)(NvmlDevice, NvmlGpmSupport*) = nullptr;
+  NvmlReturn (*gpm_alloc)(NvmlGpmSample*) = nullptr;
+  NvmlReturn (*gpm_free)(NvmlGpmSample) = nullptr;
+  NvmlReturn (*gpm_get)(NvmlDevice, NvmlGpmSample) = nullptr;
+  NvmlReturn (*gpm_metrics)(NvmlGpmMetricsGet*) = nullptr;
 
   std::string describe(NvmlReturn r) const {
     const char* s = error_string != nullptr ? error_string(r) : nullptr;
@@ -93,6 +121,63 @@ GpuMonitor::GpuMonitor(unsigned index, int period_ms) : period_ms_(period_ms < 1
   char name[96] = {};
   if (api_->name(device_, name, sizeof name) == 0) name_ = name;
   available_ = true;
+  open_gpm();
+}
+
+void GpuMonitor::open_gpm() {
+  auto load = [&](auto& fn, const char* symbol) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(api_->lib, symbol));
+    return fn != nullptr;
+  };
+  if (!(load(api_->gpm_support, "nvmlGpmQueryDeviceSupport") && load(api_->gpm_alloc, "nvmlGpmSampleAlloc") &&
+        load(api_->gpm_free, "nvmlGpmSampleFree") && load(api_->gpm_get, "nvmlGpmSampleGet") &&
+        load(api_->gpm_metrics, "nvmlGpmMetricsGet"))) {
+    gpm_reason_ = "this NVML has no GPM functions (driver older than 520)";
+    return;
+  }
+  NvmlGpmSupport support{1, 0};
+  if (const NvmlReturn r = api_->gpm_support(device_, &support); r != 0) {
+    gpm_reason_ = "GPM support query failed: " + api_->describe(r);
+    return;
+  }
+  if (support.is_supported_device == 0) {
+    gpm_reason_ = "this GPU has no GPM (it needs Hopper or later)";
+    return;
+  }
+  // A trial pair of samples: inside containers or under a profiler the counters may be refused.
+  NvmlGpmSample a = nullptr, b = nullptr;
+  if (api_->gpm_alloc(&a) != 0 || api_->gpm_alloc(&b) != 0) {
+    gpm_reason_ = "GPM sample buffers could not be allocated";
+  } else if (const NvmlReturn r = api_->gpm_get(device_, a); r != 0) {
+    gpm_reason_ = "GPM sampling refused: " + api_->describe(r);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Sample probe;
+    if (api_->gpm_get(device_, b) == 0 && read_gpm(a, b, probe)) gpm_available_ = true;
+    else gpm_reason_ = "GPM metrics refused by NVML";
+  }
+  if (a != nullptr) api_->gpm_free(a);
+  if (b != nullptr) api_->gpm_free(b);
+}
+
+bool GpuMonitor::read_gpm(void* earlier, void* later, Sample& s) const {
+  NvmlGpmMetricsGet get{};
+  get.version = 1;
+  get.num_metrics = 4;
+  get.sample1 = earlier;
+  get.sample2 = later;
+  const unsigned ids[4] = {kGpmSmUtil, kGpmSmOccupancy, kGpmAnyTensorUtil, kGpmDramBwUtil};
+  for (int i = 0; i < 4; ++i) get.metrics[i].metric_id = ids[i];
+  if (api_->gpm_metrics(&get) != 0) return false;
+  double* fields[4] = {&s.sm_util_pct, &s.sm_occupancy_pct, &s.tensor_util_pct, &s.dram_bw_util_pct};
+  bool any = false;
+  for (int i = 0; i < 4; ++i) {
+    if (get.metrics[i].status != 0) continue;  // a metric this board lacks stays 0
+    *fields[i] = get.metrics[i].value;
+    any = true;
+  }
+  s.has_gpm = any;
+  return any;
 }
 
 GpuMonitor::~GpuMonitor() {
@@ -135,15 +220,30 @@ void GpuMonitor::start() {
   if (!available_ || running_.exchange(true)) return;
   thread_ = std::thread([this] {
     const auto t0 = std::chrono::steady_clock::now();
+    // GPM: each tick reads a new sample and the metrics over the period since the last one.
+    NvmlGpmSample gpm[2] = {nullptr, nullptr};
+    bool have_earlier = false;
+    if (gpm_available_ && (api_->gpm_alloc(&gpm[0]) != 0 || api_->gpm_alloc(&gpm[1]) != 0)) {
+      if (gpm[0] != nullptr) api_->gpm_free(gpm[0]);
+      gpm[0] = gpm[1] = nullptr;
+    }
     while (running_.load()) {
       Sample s;
       s.t_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       sample_now(s);
+      if (gpm[1] != nullptr && api_->gpm_get(device_, gpm[1]) == 0) {
+        if (have_earlier) read_gpm(gpm[0], gpm[1], s);
+        std::swap(gpm[0], gpm[1]);
+        have_earlier = true;
+      }
       {
         std::lock_guard lock(mu_);
         samples_.push_back(std::move(s));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(period_ms_));
+    }
+    for (NvmlGpmSample g : gpm) {
+      if (g != nullptr) api_->gpm_free(g);
     }
   });
 }

@@ -33,6 +33,7 @@ class Chart {
     std::string dash;
   };
   void add(Series s) { series_.push_back(std::move(s)); }
+  bool empty() const { return series_.empty() && bars_.empty(); }
   void bars(std::vector<std::pair<std::string, double>> b, std::vector<double> err = {}) {
     bars_ = std::move(b);
     err_ = std::move(err);
@@ -214,6 +215,27 @@ std::string write_bench_report(const std::string& dir, const json& report) {
     mem.add(anon);
   }
 
+  // GPU activity over the run (NVML; GPM where the GPU has it) and its memory beside the host's.
+  Chart gpu_t("gpu", "GPU activity over the run (%)", "seconds", "percent");
+  if (report.contains("gpu") && report["gpu"].contains("samples")) {
+    Chart::Series busy{"kernel running (NVML utilization)", {}, true, false, ""}, used{"GPU memory used", {}, true, false, "2 2"};
+    Chart::Series sm{"SMs active (GPM)", {}, true, false, "6 3"}, dram{"DRAM bandwidth (GPM)", {}, true, false, "4 3"},
+        tensor{"tensor cores (GPM)", {}, true, false, "1 3"};
+    for (const auto& s : report["gpu"]["samples"]) {
+      const double t = s.value("t_s", 0.0);
+      busy.pts.emplace_back(t, s.value("gpu_util_pct", 0.0));
+      used.pts.emplace_back(t, s.value("memory_used_bytes", 0.0) / 1048576.0);
+      if (!s.contains("sm_util_pct")) continue;
+      sm.pts.emplace_back(t, s.value("sm_util_pct", 0.0));
+      dram.pts.emplace_back(t, s.value("dram_bw_util_pct", 0.0));
+      tensor.pts.emplace_back(t, s.value("tensor_util_pct", 0.0));
+    }
+    for (auto* series : {&busy, &sm, &dram, &tensor}) {
+      if (!series->pts.empty()) gpu_t.add(*series);
+    }
+    if (!used.pts.empty()) mem.add(used);
+  }
+
   // Roofline: the roofs from the probe, every result at its arithmetic intensity.
   Chart roof("roofline", "Roofline (log-log)", "arithmetic intensity (flop/byte)", "TFLOP/s (TOP/s for int8)", true, true);
   if (report.contains("hardware")) {
@@ -301,7 +323,7 @@ td.n{text-align:right}.chart{border:1px solid #ddd;margin:8px 8px 0 0}.title{fon
   html += "<p>On a GPU, NVML's 'utilization' is the share of time a kernel was running, not how much of the compute units it used; the roofline fraction is the measure of use.</p>";
   html += "<table><tr><th>model</th><th>backend</th><th>test</th><th>tokens/s</th><th>GB/s</th><th>of roofline</th><th>verdict</th><th>advice</th></tr>\n" + rows + "</table>\n";
   html += tput.svg() + versus("vs-batch", "Tokens/s versus batch (sequences)", "batch") +
-          versus("vs-depth", "Tokens/s versus context depth", "depth") + hist.svg() + mem.svg() + roof.svg() + extra;
+          versus("vs-depth", "Tokens/s versus context depth", "depth") + hist.svg() + mem.svg() + (gpu_t.empty() ? "" : gpu_t.svg()) + roof.svg() + extra;
   html += "\n<h2>Data</h2><pre id=\"data\">" + esc(report.dump(2)) + "</pre></body></html>\n";
 
   const std::string html_path = (fs::path(dir) / "report.html").string();

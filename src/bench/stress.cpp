@@ -147,14 +147,40 @@ nlohmann::json gpu_to_json(const GpuMonitor& monitor, const std::vector<GpuMonit
     return j;
   }
   j["name"] = monitor.device_name();
+  j["gpm"] = {{"available", monitor.gpm_available()}};
+  if (!monitor.gpm_available()) j["gpm"]["reason"] = monitor.gpm_reason();
   nlohmann::json series = nlohmann::json::array();
+  // Means over the samples taken while some kernel ran: load and set-up time would dilute them.
+  double busy = 0, util = 0, sm = 0, tensor = 0, dram = 0, power = 0, clock = 0;
   for (const auto& s : samples) {
-    series.push_back({{"t_s", s.t_s}, {"gpu_util_pct", s.gpu_util_pct}, {"mem_util_pct", s.mem_util_pct},
-                      {"sm_clock_mhz", s.sm_clock_mhz}, {"mem_clock_mhz", s.mem_clock_mhz}, {"power_w", s.power_w},
-                      {"temperature_c", s.temperature_c}, {"memory_used_bytes", s.memory_used_bytes},
-                      {"memory_total_bytes", s.memory_total_bytes}, {"throttle_reasons", s.throttle_reasons}});
+    nlohmann::json e = {{"t_s", s.t_s}, {"gpu_util_pct", s.gpu_util_pct}, {"mem_util_pct", s.mem_util_pct},
+                        {"sm_clock_mhz", s.sm_clock_mhz}, {"mem_clock_mhz", s.mem_clock_mhz}, {"power_w", s.power_w},
+                        {"temperature_c", s.temperature_c}, {"memory_used_bytes", s.memory_used_bytes},
+                        {"memory_total_bytes", s.memory_total_bytes}, {"throttle_reasons", s.throttle_reasons}};
+    if (s.has_gpm) {
+      e["sm_util_pct"] = s.sm_util_pct;
+      e["sm_occupancy_pct"] = s.sm_occupancy_pct;
+      e["tensor_util_pct"] = s.tensor_util_pct;
+      e["dram_bw_util_pct"] = s.dram_bw_util_pct;
+    }
+    series.push_back(std::move(e));
+    if (s.gpu_util_pct == 0) continue;
+    busy += 1, util += s.gpu_util_pct, power += s.power_w, clock += s.sm_clock_mhz;
+    sm += s.sm_util_pct, tensor += s.tensor_util_pct, dram += s.dram_bw_util_pct;
   }
   j["samples"] = series;
+  nlohmann::json summary = {{"busy_samples", static_cast<int>(busy)}};
+  if (busy > 0) {
+    summary["gpu_util_pct_mean"] = util / busy;
+    summary["power_w_mean"] = power / busy;
+    summary["sm_clock_mhz_mean"] = clock / busy;
+    if (monitor.gpm_available()) {
+      summary["sm_util_pct_mean"] = sm / busy;
+      summary["tensor_util_pct_mean"] = tensor / busy;
+      summary["dram_bw_util_pct_mean"] = dram / busy;
+    }
+  }
+  j["summary"] = summary;
   return j;
 }
 

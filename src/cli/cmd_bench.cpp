@@ -352,6 +352,20 @@ Runner add_bench(CLI::App& app) {
     if (gpu && !stress_mode) {
       gpu->stop();
       doc["gpu"] = gpu_to_json(*gpu, gpu->samples());
+      const auto& sum = doc["gpu"].value("summary", nlohmann::json::object());
+      if (table && sum.contains("gpu_util_pct_mean")) {
+        std::string line = fmt::format("GPU while busy: kernel running {:.0f}% of the time (NVML), {:.0f} W, SM clock {:.0f} MHz",
+                                       sum["gpu_util_pct_mean"].get<double>(), sum["power_w_mean"].get<double>(),
+                                       sum["sm_clock_mhz_mean"].get<double>());
+        if (sum.contains("sm_util_pct_mean")) {
+          line += fmt::format("; GPM: SMs active {:.0f}%, tensor cores {:.0f}%, DRAM bandwidth {:.0f}%",
+                              sum["sm_util_pct_mean"].get<double>(), sum["tensor_util_pct_mean"].get<double>(),
+                              sum["dram_bw_util_pct_mean"].get<double>());
+        } else {
+          line += " (no GPM: " + gpu->gpm_reason() + ")";
+        }
+        std::printf("%s\n", line.c_str());
+      }
     }
     nlohmann::json timeline = nlohmann::json::array();
     for (const auto& s : monitor.samples()) timeline.push_back({{"t_s", s.t_s}, {"rss_bytes", s.rss_bytes}, {"anon_bytes", s.anon_bytes}});

@@ -3,6 +3,7 @@
 // hand) and the NVML GPU monitor's behaviour without NVML. No assertion depends on speed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,7 +15,9 @@
 #include "test_util.h"
 #include "vireo/bench/benchmark.h"
 #include "vireo/bench/compare.h"
+#include "vireo/backend/backend.h"
 #include "vireo/bench/gpu_monitor.h"
+#include "vireo/bench/probe.h"
 #include "vireo/bench/stress.h"
 #include "vireo/core/error.h"
 
@@ -256,6 +259,46 @@ TEST(BenchGpuMonitor, WithoutNvmlItSaysWhyAndNothingBreaks) {
   const json j = gpu_to_json(gpu, gpu.samples());
   EXPECT_EQ(j["available"], false);
   EXPECT_EQ(j["reason"], gpu.reason());
+}
+
+// On a GPU: the sampler sees the probe's copies and GEMMs as busy time, and where the GPU has GPM
+// (Hopper and later) it reports SM and DRAM-bandwidth use for them.
+TEST(BenchGpuMonitor, SamplesAGpuAtWorkIncludingGpmWhereTheGpuHasIt) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  GpuMonitor gpu(0, 20);
+  if (!gpu.available()) GTEST_SKIP() << "NVML unavailable: " << gpu.reason();
+  std::printf("  (GPM: %s)\n", gpu.gpm_available() ? "available" : gpu.gpm_reason().c_str());
+  gpu.start();
+  const HardwarePeaks peaks = probe_cuda(0, /*refresh=*/true);
+  gpu.stop();
+  EXPECT_GT(peaks.mem_gb_s, 0);
+  const auto samples = gpu.samples();
+  ASSERT_GE(samples.size(), 10u);
+  unsigned util_max = 0;
+  double sm_max = 0, dram_max = 0;
+  int with_gpm = 0;
+  for (const auto& s : samples) {
+    util_max = std::max(util_max, s.gpu_util_pct);
+    if (!s.has_gpm) continue;
+    ++with_gpm;
+    for (double v : {s.sm_util_pct, s.sm_occupancy_pct, s.tensor_util_pct, s.dram_bw_util_pct}) {
+      EXPECT_GE(v, 0);
+      EXPECT_LE(v, 100.5);
+    }
+    sm_max = std::max(sm_max, s.sm_util_pct);
+    dram_max = std::max(dram_max, s.dram_bw_util_pct);
+  }
+  EXPECT_GE(util_max, 50u);
+  const json j = gpu_to_json(gpu, samples);
+  EXPECT_EQ(j["gpm"]["available"], gpu.gpm_available());
+  EXPECT_GT(j["summary"]["busy_samples"].get<int>(), 0);
+  std::printf("  (%zu samples, kernel-busy max %u%%, %d with GPM: SM max %.1f%%, DRAM bandwidth max %.1f%%)\n",
+              samples.size(), util_max, with_gpm, sm_max, dram_max);
+  if (!gpu.gpm_available()) return;
+  EXPECT_GE(with_gpm, static_cast<int>(samples.size()) / 2);
+  EXPECT_GT(sm_max, 30);    // the GEMMs fill the SMs
+  EXPECT_GT(dram_max, 30);  // the copies stream memory
+  EXPECT_TRUE(j["summary"].contains("dram_bw_util_pct_mean"));
 }
 
 TEST(BenchGpuMonitor, ThrottleReasonsDecode) {
