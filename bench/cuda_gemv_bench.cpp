@@ -6,6 +6,9 @@
 #include <random>
 #include <vector>
 
+#include <chrono>
+
+#include "vireo/backend/backend.h"
 #include "vireo/kernels/cuda/gemv.h"
 #include "vireo/kernels/ref/quant.h"
 
@@ -55,6 +58,43 @@ SHAPES(DType::Q8_0, q8_0)
 SHAPES(DType::F16, f16)
 SHAPES(DType::Q4_K, q4_K)
 SHAPES(DType::Q6_K, q6_K)
+
+// Decode attention through the CUDA backend, Llama-3-8B heads (32 query, 8 KV, size 128), one
+// query row over `count` keys of an 8192-cell F16 cache: wall time per call, launches included.
+void BM_CudaDecodeAttention(benchmark::State& state) {
+  if (!vireo::cuda::device_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  auto be = vireo::create_cuda_backend(0);
+  const int64_t cells = 8192, count = state.range(0);
+  const int n_head = 32, n_head_kv = 8, hd = 128;
+  vireo::Buffer q = be->alloc(DType::F32, 1, n_head * hd), out = be->alloc(DType::F32, 1, n_head * hd);
+  vireo::Buffer k = be->alloc(DType::F16, cells, n_head_kv * hd), v = be->alloc(DType::F16, cells, n_head_kv * hd);
+  vireo::Buffer ranges = be->alloc(DType::I32, 1, 2);
+  std::vector<float> qh(static_cast<size_t>(n_head * hd), 0.1f);
+  std::vector<uint16_t> kh(static_cast<size_t>(cells * n_head_kv * hd), 0x2e66);  // 0.1 in F16
+  const int32_t r[2] = {0, static_cast<int32_t>(count)};
+  be->upload(q, qh.data());
+  be->upload(k, kh.data());
+  be->upload(v, kh.data());
+  be->upload(ranges, r);
+  vireo::AttentionParams p;
+  p.n_head = n_head;
+  p.n_head_kv = n_head_kv;
+  p.head_dim = hd;
+  p.scale = 0.088f;
+  constexpr int kCalls = 200;
+  for (auto _ : state) {
+    be->attention(q, k, v, ranges, p, out);
+    be->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) be->attention(q, k, v, ranges, p, out);
+    be->synchronize();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kCalls);
+  }
+}
+BENCHMARK(BM_CudaDecodeAttention)->Arg(16)->Arg(128)->Arg(1024)->Arg(4096)->UseManualTime()->Iterations(3)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 #endif

@@ -140,9 +140,10 @@ class Decoder final : public LanguageModel {
     be_.get_rows(*token_embd_, ids, x);
     bool gathered = false;  // x holds just the output rows, in output order
 
+    be_.rms_norm(x, *layers_[0].attn_norm, c.norm_eps, h);
     for (size_t il = 0; il < layers_.size(); ++il) {
       const LayerWeights& l = layers_[il];
-      be_.rms_norm(x, *l.attn_norm, c.norm_eps, h);
+      const bool last = il + 1 == layers_.size();
       const Weight* qkv_w[3] = {l.wq.get(), l.wk.get(), l.wv.get()};
       const Buffer qkv_out[3] = {q, k, v};
       be_.matmul_multi(h, qkv_w, qkv_out);
@@ -156,16 +157,15 @@ class Decoder final : public LanguageModel {
         be_.rms_norm(qh, *l.q_norm, c.norm_eps, qh);
         be_.rms_norm(kh, *l.k_norm, c.norm_eps, kh);
       }
-      be_.rope(q, pos, static_cast<int>(c.n_head), static_cast<int>(c.head_dim), rope_);
-      be_.rope(k, pos, static_cast<int>(c.n_head_kv), static_cast<int>(c.head_dim), rope_);
+      be_.rope_qk(q, k, pos, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv), static_cast<int>(c.head_dim), rope_);
       be_.kv_write(k, v, cells, kv.k[il], kv.v[il]);
-      if (il + 1 == layers_.size() && n_out == 0) {  // only filling the cache
+      if (last && n_out == 0) {  // only filling the cache
         step.end();
         return Buffer();
       }
       be_.attention(q, kv.k[il], kv.v[il], ranges, attn, att);
 
-      if (il + 1 == layers_.size() && n_out < n) {
+      if (last && n_out < n) {
         gathered = true;
         // Only the output tokens go on through the last layer's projection and FFN.
         const Buffer out_ids = upload_i32(out_ids_, batch.output_rows, n_out, 1);
@@ -178,22 +178,29 @@ class Decoder final : public LanguageModel {
         up = up.rows_view(0, n_out);
       }
       be_.matmul(att, *l.wo, h);
-      be_.add(x, h, x);
-      be_.rms_norm(x, *l.ffn_norm, c.norm_eps, h);
+      be_.add_rms_norm(x, h, *l.ffn_norm, c.norm_eps, h);  // x += h; h = norm(x)
       const Weight* gu_w[2] = {l.w_gate.get(), l.w_up.get()};
       const Buffer gu_out[2] = {gate, up};
       be_.matmul_multi(h, gu_w, gu_out);
       be_.silu_mul(gate, up, gate);
       be_.matmul(gate, *l.w_down, h);
-      be_.add(x, h, x);
+      // The residual add with the next norm: the next layer's, or the output's when x already
+      // holds just the output rows.
+      if (!last) {
+        be_.add_rms_norm(x, h, *layers_[il + 1].attn_norm, c.norm_eps, h);
+      } else if (gathered || identity) {
+        be_.add_rms_norm(x, h, *output_norm_, c.norm_eps, h.rows_view(0, n_out));
+      } else {
+        be_.add(x, h, x);
+      }
     }
+    const Buffer hn = h_.rows_view(0, n_out);
     if (!gathered && !identity) {
       const Buffer out_ids = upload_i32(out_ids_, batch.output_rows, n_out, 1);
       be_.gather_rows(x, out_ids, x_out_.rows_view(0, n_out));
       x = x_out_.rows_view(0, n_out);
+      be_.rms_norm(x, *output_norm_, c.norm_eps, hn);
     }
-    const Buffer hn = h_.rows_view(0, n_out);
-    be_.rms_norm(x, *output_norm_, c.norm_eps, hn);
     const Buffer logits = logits_.rows_view(0, n_out);
     be_.matmul(hn, *output_, logits);
     step.end();

@@ -294,6 +294,113 @@ TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
   }
 }
 
+// The decode fusions: add_rms_norm, silu_mul and rms_norm round their output for the product
+// that follows (the product then skips its own rounding), matmul_multi launches weights of one
+// type together, rope_qk rotates q and k in one launch. Each must give exactly what the separate
+// ops give on the GPU, and agree with the CPU.
+TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  Backend& gpu = *p.gpu;
+  std::mt19937 rng(17);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 256}, {8, 1024}, {17, 512}, {2, 33}}) {
+    SCOPED_TRACE(testing::Message() << rows << "x" << cols);
+    const auto a = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
+    const auto b = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
+    const auto wv = random_floats(static_cast<size_t>(cols), rng, 0.5f, 1.5f);
+    std::vector<uint8_t> wb(wv.size() * 4);
+    std::memcpy(wb.data(), wv.data(), wb.size());
+    const Tensor wt = tensor_of("norm", DType::F32, 1, cols, wb);
+    // add_rms_norm against add then rms_norm: the updated residual and the normed output.
+    auto fused = [&](Backend& be, bool together) {
+      Buffer x = put(be, DType::F32, rows, cols, a.data()), h = put(be, DType::F32, rows, cols, b.data());
+      auto w = be.prepare(wt, WeightUse::Vector);
+      if (together) {
+        be.add_rms_norm(x, h, *w, 1e-5f, h);
+      } else {
+        be.add(x, h, x);
+        be.rms_norm(x, *w, 1e-5f, h);
+      }
+      auto out = get(be, x);
+      const auto normed = get(be, h);
+      out.insert(out.end(), normed.begin(), normed.end());
+      return out;
+    };
+    EXPECT_EQ(fused(gpu, true), fused(gpu, false));
+    EXPECT_LE(rel_error(fused(gpu, true), fused(*p.cpu, true)), 2e-5);
+    if (cols % 32 != 0) continue;
+
+    // Products after each producer, with and without an unrelated op in between (which makes the
+    // product round its activations itself): bit-identical. Three Q4_0 weights of different
+    // heights go through one launch; a Q6_K one through another.
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<Tensor> tensors;
+    const std::pair<DType, int64_t> shapes[] = {{DType::Q4_0, 64}, {DType::Q4_0, 40}, {DType::Q4_0, 8}, {DType::Q6_K, 24}};
+    for (auto [type, h_rows] : shapes) {
+      if (type == DType::Q6_K && cols % 256 != 0) continue;
+      bytes.push_back(quantized(type, random_floats(static_cast<size_t>(h_rows * cols), rng), h_rows, cols));
+      tensors.push_back(tensor_of("w" + std::to_string(tensors.size()), type, h_rows, cols, bytes.back()));
+    }
+    auto products = [&](Backend& be, int producer, bool interrupt) {
+      Buffer x = put(be, DType::F32, rows, cols, a.data()), h = put(be, DType::F32, rows, cols, b.data());
+      Buffer other = put(be, DType::F32, rows, cols, b.data());
+      auto w = be.prepare(wt, WeightUse::Vector);
+      std::vector<WeightPtr> ws;
+      std::vector<const Weight*> wp;
+      std::vector<Buffer> outs;
+      for (const Tensor& t : tensors) {
+        ws.push_back(be.prepare(t, WeightUse::Matmul));
+        wp.push_back(ws.back().get());
+        outs.push_back(poisoned(be, rows, t.shape[0]));
+      }
+      switch (producer) {
+        case 0: be.rms_norm(x, *w, 1e-5f, h); break;
+        case 1: be.add_rms_norm(x, h, *w, 1e-5f, h); break;
+        case 2: be.silu_mul(x, h, h); break;
+      }
+      if (interrupt) be.add(other, other, other);
+      be.matmul_multi(h, wp, outs);
+      std::vector<float> all;
+      for (const Buffer& o : outs) {
+        const auto v = get(be, o);
+        all.insert(all.end(), v.begin(), v.end());
+      }
+      return all;
+    };
+    for (int producer = 0; producer < 3; ++producer) {
+      SCOPED_TRACE(producer);
+      const auto direct = products(gpu, producer, false);
+      EXPECT_EQ(direct, products(gpu, producer, true));
+      EXPECT_LE(rel_error(direct, products(*p.cpu, producer, false)), 2e-2);  // Q8 rounding near ties may differ
+    }
+  }
+
+  // rope_qk against two ropes.
+  const int hd = 64, n_head = 8, n_head_kv = 2, n = 5;
+  const auto q = random_floats(static_cast<size_t>(n * n_head * hd), rng), k = random_floats(static_cast<size_t>(n * n_head_kv * hd), rng);
+  const std::vector<int32_t> pos = {0, 1, 7, 300, 4095};
+  RopeParams rp;
+  rp.n_dims = hd;
+  rp.theta = 500000.0f;
+  rp.style = RopeStyle::NeoX;
+  auto roped = [&](Backend& be, bool together) {
+    Buffer qb = put(be, DType::F32, n, n_head * hd, q.data()), kb = put(be, DType::F32, n, n_head_kv * hd, k.data());
+    Buffer pb = put(be, DType::I32, n, 1, pos.data());
+    if (together) {
+      be.rope_qk(qb, kb, pb, n_head, n_head_kv, hd, rp);
+    } else {
+      be.rope(qb, pb, n_head, hd, rp);
+      be.rope(kb, pb, n_head_kv, hd, rp);
+    }
+    auto out = get(be, qb);
+    const auto kv = get(be, kb);
+    out.insert(out.end(), kv.begin(), kv.end());
+    return out;
+  };
+  EXPECT_EQ(roped(gpu, true), roped(gpu, false));
+  EXPECT_LE(rel_error(roped(gpu, true), roped(*p.cpu, true)), 1e-5);
+}
+
 // ---------------------------------------------------------------- whole models
 
 struct Engine {

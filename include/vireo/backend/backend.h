@@ -139,6 +139,11 @@ class Backend {
   virtual void add_bias(const Buffer& x, const Weight& bias) { missing("add_bias"); }
   // out = x / rms(x) * weight, per row. x [n, d]; weight [1, d].
   virtual void rms_norm(const Buffer& x, const Weight& weight, float eps, const Buffer& out) { missing("rms_norm"); }
+  // x += h, then out = rms_norm(x) * weight: a residual add and the next norm (one launch on a GPU).
+  virtual void add_rms_norm(const Buffer& x, const Buffer& h, const Weight& weight, float eps, const Buffer& out) {
+    add(x, h, x);
+    rms_norm(x, weight, eps, out);
+  }
   // out = (x - mean) / sqrt(var + eps) * weight + bias, per row.
   virtual void layer_norm(const Buffer& x, const Weight& weight, const Weight& bias, float eps, const Buffer& out) {
     missing("layer_norm");
@@ -152,6 +157,12 @@ class Backend {
   // Rotary embedding in place. x [n, n_heads*head_dim]; positions I32 [n, 1].
   virtual void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, const RopeParams& p) {
     missing("rope");
+  }
+  // rope on q (n_head heads) and k (n_head_kv heads) at the same positions.
+  virtual void rope_qk(const Buffer& q, const Buffer& k, const Buffer& positions, int n_head, int n_head_kv, int head_dim,
+                       const RopeParams& p) {
+    rope(q, positions, n_head, head_dim, p);
+    rope(k, positions, n_head_kv, head_dim, p);
   }
   // Writes k and v ([n, n_head_kv*head_dim] F32) into rows cells[i] of the caches (F16 or F32,
   // [n_cells, n_head_kv*head_dim]). cells: I32 [n, 1].

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -137,9 +138,20 @@ class CudaBackend final : public Backend {
     name_ = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
     // VIREO_CUDA_GRAPHS=0 runs every op as its own launch (for profilers).
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
+    if (const char* p = std::getenv("VIREO_CUDA_PROFILE"); p != nullptr && std::string(p) != "0") {
+      profile_ = true;
+      graphs_ = false;
+      check_cuda(cudaEventCreate(&prof_start_), "event");
+      check_cuda(cudaEventCreate(&prof_end_), "event");
+    }
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    if (profile_) {
+      profile_report();
+      cudaEventDestroy(prof_start_);
+      cudaEventDestroy(prof_end_);
+    }
     steps_.clear();
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
@@ -169,6 +181,8 @@ class CudaBackend final : public Backend {
   }
   void upload(const Buffer& buf, const void* host) override {
     bind();
+    ++op_seq_;  // may overwrite a buffer rounded into qx_
+    if (profile_) profile_close();
     if (buf.rows() == 0 || buf.cols() == 0) return;
     const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
     if (mode_ != Mode::Eager) {  // a captured step reads its inputs from its own pinned staging
@@ -208,6 +222,7 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override {
     bind();
+    if (profile_) profile_close();
     check_cuda(cudaStreamSynchronize(stream_), "synchronize");
   }
 
@@ -305,7 +320,7 @@ class CudaBackend final : public Backend {
 
   // ---- ops ----
   void get_rows(const Weight& table, const Buffer& ids, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("get_rows")) return;
     const auto& w = as_cuda(table);
     require(w.matrix.levels != nullptr, "get_rows", "the table was not prepared as rows");
     require(ids.type() == DType::I32 && ids.cols() == 1, "get_rows", "ids must be I32 [n, 1]");
@@ -315,7 +330,7 @@ class CudaBackend final : public Backend {
   }
 
   void gather_rows(const Buffer& src, const Buffer& ids, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("gather_rows")) return;
     require(ids.type() == DType::I32 && ids.cols() == 1, "gather_rows", "ids must be I32 [n, 1]");
     require(src.type() == out.type() && src.cols() == out.cols() && out.rows() == ids.rows(), "gather_rows",
             "out must be [n, src.cols] of src's type");
@@ -331,7 +346,7 @@ class CudaBackend final : public Backend {
   }
 
   void matmul_multi(const Buffer& x, std::span<const Weight* const> ws, std::span<const Buffer> outs) override {
-    if (replaying()) return;
+    if (replaying(nullptr)) return;  // timed below, by path
     require(ws.size() == outs.size() && !ws.empty(), "matmul", "one output per weight");
     require_f32(x, "matmul");
     const int64_t n = x.rows();
@@ -346,34 +361,57 @@ class CudaBackend final : public Backend {
     }
     if (n == 0) return;
     if (n <= cuda::kMaxGemvTokens) {
-      // Decode: activations rounded once, then each weight streamed once.
-      if (any_q8_dot) cuda::quantize_activations(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qx_, stream_);
-      for (size_t i = 0; i < ws.size(); ++i) {
-        cuda::gemv(as_cuda(*ws[i]).matrix, x.as<float>(), x.stride(), &qx_, static_cast<int>(n), outs[i].as<float>(), outs[i].stride(),
-                   stream_);
+      // Decode: activations rounded once (unless the op before did it: see produced_qx), then
+      // the weights streamed, one launch per run of weights of one type.
+      if (any_q8_dot && !rounded_by_previous_op(x)) {
+        if (profile_) profile_op("matmul: round x");
+        cuda::quantize_activations(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qx_, stream_);
+      }
+      if (profile_) profile_op("matmul: gemv");
+      for (size_t i = 0; i < ws.size();) {
+        cuda::GemvOutput group[cuda::kMaxGemvSegments];
+        size_t g = 0;
+        const cuda::DeviceMatrix& first = as_cuda(*ws[i]).matrix;
+        for (; i < ws.size() && g < std::size(group); ++i, ++g) {
+          const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
+          if (m.type != first.type || m.row_bytes != first.row_bytes) break;
+          group[g] = {&m, outs[i].as<float>(), outs[i].stride()};
+        }
+        cuda::gemv_multi({group, g}, x.as<float>(), x.stride(), &qx_, static_cast<int>(n), stream_);
       }
       return;
     }
+    if (profile_) profile_op("matmul: gemm");
     bool x16_ready = false, x_bf16_ready = false;
     for (size_t i = 0; i < ws.size(); ++i) gemm(x, as_cuda(*ws[i]).matrix, outs[i], x16_ready, x_bf16_ready);
   }
 
   void add_bias(const Buffer& x, const Weight& bias) override {
-    if (replaying()) return;
+    if (replaying("add_bias")) return;
     require_f32(x, "add_bias");
     cuda::add_bias(x.as<float>(), x.stride(), x.rows(), x.cols(), vector_of(bias, x.cols(), "add_bias"), stream_);
   }
 
   void rms_norm(const Buffer& x, const Weight& weight, float eps, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("rms_norm")) return;
     require_f32(x, "rms_norm");
     require_shape(out, x.rows(), x.cols(), "rms_norm", "out");
-    cuda::rms_norm(x.as<float>(), x.stride(), vector_of(weight, x.cols(), "rms_norm"), eps, x.rows(), x.cols(), out.as<float>(),
-                   out.stride(), stream_);
+    cuda::add_rms_norm(x.as<float>(), x.stride(), nullptr, 0, vector_of(weight, x.cols(), "rms_norm"), eps, x.rows(), x.cols(),
+                       out.as<float>(), out.stride(), produce_qx(out), stream_);
+  }
+
+  void add_rms_norm(const Buffer& x, const Buffer& h, const Weight& weight, float eps, const Buffer& out) override {
+    if (replaying("add_rms_norm")) return;
+    require_f32(x, "add_rms_norm");
+    require_f32(h, "add_rms_norm");
+    require_shape(h, x.rows(), x.cols(), "add_rms_norm", "h");
+    require_shape(out, x.rows(), x.cols(), "add_rms_norm", "out");
+    cuda::add_rms_norm(x.as<float>(), x.stride(), h.as<float>(), h.stride(), vector_of(weight, x.cols(), "add_rms_norm"), eps,
+                       x.rows(), x.cols(), out.as<float>(), out.stride(), produce_qx(out), stream_);
   }
 
   void layer_norm(const Buffer& x, const Weight& weight, const Weight& bias, float eps, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("layer_norm")) return;
     require_f32(x, "layer_norm");
     require_shape(out, x.rows(), x.cols(), "layer_norm", "out");
     cuda::layer_norm(x.as<float>(), x.stride(), vector_of(weight, x.cols(), "layer_norm"), vector_of(bias, x.cols(), "layer_norm"), eps,
@@ -383,27 +421,50 @@ class CudaBackend final : public Backend {
   void add(const Buffer& a, const Buffer& b, const Buffer& out) override { binary(cuda::Binary::Add, a, b, out, "add"); }
   void mul(const Buffer& a, const Buffer& b, const Buffer& out) override { binary(cuda::Binary::Mul, a, b, out, "mul"); }
   void silu_mul(const Buffer& gate, const Buffer& up, const Buffer& out) override {
+    if (replaying("silu_mul")) return;
+    if (cuda::QuantizedActivations* qx = produce_qx(out)) {
+      require_f32(gate, "silu_mul");
+      require_f32(up, "silu_mul");
+      require_shape(up, gate.rows(), gate.cols(), "silu_mul", "up");
+      require_shape(out, gate.rows(), gate.cols(), "silu_mul", "out");
+      cuda::silu_mul_quantize(gate.as<float>(), gate.stride(), up.as<float>(), up.stride(), gate.rows(), gate.cols(), out.as<float>(),
+                              out.stride(), *qx, stream_);
+      return;
+    }
     binary(cuda::Binary::SiluMul, gate, up, out, "silu_mul");
   }
   void gelu(const Buffer& x, const Buffer& out) override { binary(cuda::Binary::Gelu, x, x, out, "gelu"); }
 
   void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, const RopeParams& p) override {
-    if (replaying()) return;
+    rope_pair(x, nullptr, positions, n_heads, 0, head_dim, p);
+  }
+  void rope_qk(const Buffer& q, const Buffer& k, const Buffer& positions, int n_head, int n_head_kv, int head_dim,
+               const RopeParams& p) override {
+    rope_pair(q, &k, positions, n_head, n_head_kv, head_dim, p);
+  }
+  void rope_pair(const Buffer& x, const Buffer* x2, const Buffer& positions, int n_heads, int n_heads2, int head_dim,
+                 const RopeParams& p) {
+    if (replaying("rope_pair")) return;
     require_f32(x, "rope");
     require(positions.type() == DType::I32 && positions.cols() == 1 && positions.rows() == x.rows(), "rope",
             "positions must be I32 [n, 1]");
     require(x.cols() == int64_t{n_heads} * head_dim, "rope", "x must be [n, n_heads*head_dim]");
+    if (x2 != nullptr) {
+      require_f32(*x2, "rope");
+      require(x2->rows() == x.rows() && x2->cols() == int64_t{n_heads2} * head_dim, "rope", "k must be [n, n_head_kv*head_dim]");
+    }
     require(p.n_dims > 0 && p.n_dims <= head_dim && p.n_dims % 2 == 0, "rope", "n_dims must be even and <= head_dim");
     require(p.freq_factors.empty() || static_cast<int>(p.freq_factors.size()) == p.n_dims / 2, "rope",
             "freq_factors must have n_dims/2 values");
     if (p.style == RopeStyle::None) return;
     const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
     cuda::rope(x.as<float>(), x.stride(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, p.n_dims, p.style == RopeStyle::NeoX,
-               theta_scale, device_freq_factors(p.freq_factors), p.freq_scale, stream_);
+               theta_scale, device_freq_factors(p.freq_factors), p.freq_scale, stream_, x2 != nullptr ? x2->as<float>() : nullptr,
+               x2 != nullptr ? x2->stride() : 0, n_heads2);
   }
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
-    if (replaying()) return;
+    if (replaying("kv_write")) return;
     require_f32(k, "kv_write");
     require_f32(v, "kv_write");
     require_shape(v, k.rows(), k.cols(), "kv_write", "v");
@@ -419,7 +480,7 @@ class CudaBackend final : public Backend {
 
   void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
                  const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("attention")) return;
     require_f32(q, "attention");
     require(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim > 0, "attention",
             "n_head must be a multiple of n_head_kv");
@@ -458,14 +519,14 @@ class CudaBackend final : public Backend {
   }
 
   void softmax(const Buffer& x, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("softmax")) return;
     require_f32(x, "softmax");
     require_shape(out, x.rows(), x.cols(), "softmax", "out");
     cuda::softmax(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<float>(), out.stride(), stream_);
   }
 
   void argmax(const Buffer& x, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("argmax")) return;
     require_f32(x, "argmax");
     require(out.type() == DType::I32 && out.cols() == 1 && out.rows() == x.rows() && out.contiguous(), "argmax",
             "out must be I32 [n, 1]");
@@ -473,7 +534,7 @@ class CudaBackend final : public Backend {
   }
 
   void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("mean_rows")) return;
     require_f32(x, "mean_rows");
     require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == out.rows() && ranges.contiguous(), "mean_rows",
             "ranges must be I32 [n_seq, 2]");
@@ -482,7 +543,7 @@ class CudaBackend final : public Backend {
   }
 
   void l2_normalize(const Buffer& x, const Buffer& out) override {
-    if (replaying()) return;
+    if (replaying("l2_normalize")) return;
     require_f32(x, "l2_normalize");
     require_shape(out, x.rows(), x.cols(), "l2_normalize", "out");
     cuda::l2_normalize(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<float>(), out.stride(), stream_);
@@ -490,7 +551,7 @@ class CudaBackend final : public Backend {
 
  private:
   void binary(cuda::Binary op, const Buffer& a, const Buffer& b, const Buffer& out, const char* name) {
-    if (replaying()) return;
+    if (replaying(name)) return;
     require_f32(a, name);
     require_f32(b, name);
     require_f32(out, name);
@@ -550,9 +611,63 @@ class CudaBackend final : public Backend {
     return static_cast<const float*>(mem.get());
   }
 
-  bool replaying() const {
+  // Every op starts here; it also counts the ops, so a product can tell whether the op just
+  // before it left its activations rounded in qx_.
+  bool replaying(const char* op) const {
     bind();
+    ++op_seq_;
+    if (profile_) profile_op(op);
     return mode_ == Mode::Replay;
+  }
+
+  // VIREO_CUDA_PROFILE=1: the GPU time of each op, by name, printed when the backend closes.
+  // Each op is timed with events after the previous one finished (graphs off), so the sums are
+  // kernel time without launch gaps; the wall time of a step minus their sum is the gaps.
+  struct OpTime {
+    double ms = 0;
+    uint64_t calls = 0;
+  };
+  void profile_op(const char* op) const {
+    profile_close();
+    if (op == nullptr) return;
+    check_cuda(cudaEventRecord(prof_start_, stream_), "profile");
+    prof_op_ = op;
+  }
+  void profile_close() const {
+    if (prof_op_ == nullptr) return;
+    check_cuda(cudaEventRecord(prof_end_, stream_), "profile");
+    check_cuda(cudaEventSynchronize(prof_end_), "profile");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, prof_start_, prof_end_);
+    OpTime& t = prof_[prof_op_];
+    t.ms += ms;
+    ++t.calls;
+    prof_op_ = nullptr;
+  }
+  void profile_report() const {
+    profile_close();
+    double total = 0;
+    std::vector<std::pair<std::string, OpTime>> rows(prof_.begin(), prof_.end());
+    for (const auto& [name, t] : rows) total += t.ms;
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    std::fprintf(stderr, "GPU time by op (%s, VIREO_CUDA_PROFILE):\n%-22s %10s %9s %10s %6s\n", name_.c_str(), "op", "ms", "calls",
+                 "us/call", "share");
+    for (const auto& [name, t] : rows) {
+      std::fprintf(stderr, "%-22s %10.2f %9llu %10.2f %5.1f%%\n", name.c_str(), t.ms, static_cast<unsigned long long>(t.calls),
+                   1000.0 * t.ms / static_cast<double>(t.calls), 100.0 * t.ms / std::max(total, 1e-9));
+    }
+  }
+  // An op writing `out` of a decode-sized batch also rounds it into qx_ for the product that may
+  // follow (null when out cannot be a product's input here).
+  cuda::QuantizedActivations* produce_qx(const Buffer& out) {
+    qx_of_ = {};
+    if (out.rows() > cuda::kMaxGemvTokens || out.cols() % 32 != 0) return nullptr;
+    qx_of_ = {out.data(), out.rows(), out.cols(), out.stride(), op_seq_};
+    return &qx_;
+  }
+  bool rounded_by_previous_op(const Buffer& x) const {
+    return qx_of_.data == x.data() && qx_of_.rows == x.rows() && qx_of_.cols == x.cols() && qx_of_.stride == x.stride() &&
+           qx_of_.seq + 1 == op_seq_;
   }
   // Changes whenever a scratch buffer moves: graphs captured before then are stale.
   uint64_t generation() const {
@@ -584,6 +699,10 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   bool graphs_ = true;
+  bool profile_ = false;
+  cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;
+  mutable const char* prof_op_ = nullptr;
+  mutable std::map<std::string, OpTime> prof_;
   Mode mode_ = Mode::Eager;
   Step* step_ = nullptr;
   size_t upload_index_ = 0;
@@ -592,6 +711,13 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cuda::QuantizedActivations qx_;
+  struct RoundedBuffer {
+    const void* data = nullptr;
+    int64_t rows = 0, cols = 0, stride = 0;
+    uint64_t seq = 0;
+  };
+  RoundedBuffer qx_of_;          // what qx_ holds, and the op that wrote it
+  mutable uint64_t op_seq_ = 0;  // ops so far (see replaying)
   Scratch x16_, x_bf16_, w16_, attn_scratch_, kv16_;
   std::vector<std::pair<std::vector<float>, std::shared_ptr<void>>> freq_factors_;
 };

@@ -23,6 +23,26 @@ struct WeightView {
   int64_t row_bytes;
 };
 
+// One Q8_0 block of activations from the 32 lanes of a warp, lane i holding element i: as
+// llama.cpp's reference rounds it (d = amax / 127 kept as F16, q = round(x / d)), stored as int8
+// levels, the F32 scale and the block sum d * sum(q).
+__device__ __forceinline__ void quantize_block_q8(float v, size_t blk, int lane, int8_t* xq, float* xd, float* xs) {
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = static_cast<int>(roundf(v * id));
+  const float dh = __half2float(__float2half_rn(d));
+  int sum = q;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  xq[blk * 32 + lane] = static_cast<int8_t>(q);
+  if (lane == 0) {
+    xd[blk] = dh;
+    xs[blk] = dh * static_cast<float>(sum);
+  }
+}
+
 __device__ __forceinline__ float h2f(const uint8_t* p) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(p[0] | (p[1] << 8))));
 }

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ void check(cudaError_t e, const char* what) {
 
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;  // warps per CTA (F16: one row each)
+static_assert(kMaxGemvSegments == 3, "warp_rows picks among three segments");
 
 template <int T>
 __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ldy, int row, int lane) {
@@ -34,6 +36,52 @@ __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ld
   }
 }
 
+// Several matrices of one type and width times the same activations in one launch (q/k/v,
+// gate/up): the CTAs are dealt out to the segments in order.
+struct Segment {
+  const void* levels;
+  const void* scales;
+  float* y;
+  int rows;
+  int ldy;
+};
+struct Job {
+  Segment seg[kMaxGemvSegments];
+  int cta_end[kMaxGemvSegments];  // cumulative CTAs per segment
+  int n;
+};
+
+// The rows one warp computes: R consecutive rows of its CTA's segment (clamped copies of the last
+// row past the end, computed and never stored).
+template <int R>
+struct WarpRows {
+  Segment sg;
+  int lane, row0, rr[R];
+};
+template <int R>
+__device__ __forceinline__ bool warp_rows(const Job& job, WarpRows<R>& w) {
+  int cta = blockIdx.x, s = 0;
+#pragma unroll
+  for (int i = 0; i + 1 < kMaxGemvSegments; ++i) {
+    if (i + 1 < job.n && cta >= job.cta_end[i]) s = i + 1;
+  }
+  if (s > 0) cta -= job.cta_end[s - 1];
+  w.sg = s == 0 ? job.seg[0] : s == 1 ? job.seg[1] : job.seg[kMaxGemvSegments - 1];
+  w.lane = threadIdx.x % kWarp;
+  w.row0 = (cta * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp) * R;
+  if (w.row0 >= w.sg.rows) return false;
+#pragma unroll
+  for (int r = 0; r < R; ++r) w.rr[r] = min(w.row0 + r, w.sg.rows - 1);
+  return true;
+}
+template <int T, int R>
+__device__ __forceinline__ void store_rows(float (&acc)[R][T], const WarpRows<R>& w) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (w.row0 + r < w.sg.rows) warp_sum_store<T>(acc[r], w.sg.y, w.sg.ldy, w.row0 + r, w.lane);
+  }
+}
+
 // Activations of the quantized products: Q8_0 blocks as llama.cpp's reference makes them
 // (d = amax / 127 rounded to F16, q = round(x / d)), kept as int8 levels, F32 scales and the
 // block sums d * sum(q) (for Q4_0's offset of 8). One warp per block of 32.
@@ -42,20 +90,7 @@ __global__ void quantize_x_q8(const float* __restrict__ x, int64_t ldx, int nb, 
   const int blk = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   if (blk >= n_blocks) return;
   const float v = x[static_cast<int64_t>(blk / nb) * ldx + static_cast<int64_t>(blk % nb) * 32 + lane];
-  float amax = fabsf(v);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int q = static_cast<int>(roundf(v * id));
-  const float dh = __half2float(__float2half_rn(d));
-  int sum = q;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  xq[static_cast<size_t>(blk) * 32 + lane] = static_cast<int8_t>(q);
-  if (lane == 0) {
-    xd[blk] = dh;
-    xs[blk] = dh * static_cast<float>(sum);
-  }
+  quantize_block_q8(v, static_cast<size_t>(blk), lane, xq, xd, xs);
 }
 
 // Each warp computes R rows, so every activation block it loads serves R rows; the R rows'
@@ -66,16 +101,14 @@ constexpr int kRowsPerWarp = 4;
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
 // Levels are split with one AND per 4 elements and multiplied as bytes.
 template <int T, int R>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
-                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                                                 const float* __restrict__ xs, float* __restrict__ y, int rows,
-                                                                 int nb, int ldy) {
-  const int lane = threadIdx.x % kWarp;
-  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
-  if (row0 >= rows) return;
-  int rr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);  // past the end: recompute the last row, never stored
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
+                                                                 const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
+  WarpRows<R> wr;
+  if (!warp_rows(job, wr)) return;
+  const auto* levels = static_cast<const uint4*>(wr.sg.levels);
+  const auto* scales = static_cast<const __half*>(wr.sg.scales);
+  const int lane = wr.lane;
+  const int(&rr)[R] = wr.rr;
   float acc[R][T] = {};
 #pragma unroll 2
   for (int b = lane; b < nb; b += kWarp) {
@@ -106,24 +139,19 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const uint4* _
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
-  }
+  store_rows<T, R>(acc, wr);
 }
 
 // Q8_0: element j is d * q_j, q signed bytes.
 template <int T, int R>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const uint4* __restrict__ levels, const __half* __restrict__ scales,
-                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                                                 const float* __restrict__ xs, float* __restrict__ y, int rows,
-                                                                 int nb, int ldy) {
-  const int lane = threadIdx.x % kWarp;
-  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
-  if (row0 >= rows) return;
-  int rr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
+                                                                 const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
+  WarpRows<R> wr;
+  if (!warp_rows(job, wr)) return;
+  const auto* levels = static_cast<const uint4*>(wr.sg.levels);
+  const auto* scales = static_cast<const __half*>(wr.sg.scales);
+  const int lane = wr.lane;
+  const int(&rr)[R] = wr.rr;
   float acc[R][T] = {};
 #pragma unroll 2
   for (int b = lane; b < nb; b += kWarp) {
@@ -153,20 +181,18 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const uint4* _
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
-  }
+  store_rows<T, R>(acc, wr);
 }
 
 // F16: 8 halves per 16-byte load.
 template <int T>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const uint4* __restrict__ w, const float* __restrict__ x,
-                                                                float* __restrict__ y, int rows, int n8, int ldx, int ldy) {
-  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  if (row >= rows) return;
-  const uint4* rw = w + static_cast<size_t>(row) * n8;
-  float acc[T] = {};
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_constant__ Job job, const float* __restrict__ x, int n8,
+                                                                int ldx) {
+  WarpRows<1> wr;
+  if (!warp_rows(job, wr)) return;
+  const int lane = wr.lane;
+  const uint4* rw = static_cast<const uint4*>(wr.sg.levels) + static_cast<size_t>(wr.row0) * n8;
+  float acc[1][T] = {};
 #pragma unroll 4
   for (int c = lane; c < n8; c += kWarp) {
     const uint4 q = __ldg(rw + c);
@@ -181,25 +207,24 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const uint4* __
     for (int t = 0; t < T; ++t) {
       const float4* xp = reinterpret_cast<const float4*>(x + static_cast<size_t>(t) * ldx + c * 8);
       const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
+      acc[0][t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
     }
   }
-  warp_sum_store<T>(acc, y, ldy, row, lane);
+  store_rows<T, 1>(acc, wr);
 }
 
 // Q4_K with Q8_0-rounded activations, in integers: a lane takes one pair of 32-element
 // sub-blocks (32 bytes of levels, low nibbles for the first, high for the second), so
 // sum(w*x) = d*sc*dx*sum(q*xq) - dmin*m*sx per sub-block (sx = dx*sum(xq), kept with x).
 template <int T, int R>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const uint8_t* __restrict__ w, const int8_t* __restrict__ xq,
-                                                                 const float* __restrict__ xd, const float* __restrict__ xs,
-                                                                 float* __restrict__ y, int rows, int nb, int64_t row_bytes, int ldy) {
-  const int lane = threadIdx.x % kWarp;
-  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
-  if (row0 >= rows) return;
-  int rr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
+                                                                 const float* __restrict__ xd, const float* __restrict__ xs, int nb,
+                                                                 int64_t row_bytes) {
+  WarpRows<R> wr;
+  if (!warp_rows(job, wr)) return;
+  const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
+  const int lane = wr.lane;
+  const int(&rr)[R] = wr.rr;
   float acc[R][T] = {};
   const int n_items = nb * 4, nb32 = nb * 8;
   for (int it = lane; it < n_items; it += kWarp) {
@@ -248,25 +273,21 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const uint8_t*
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
-  }
+  store_rows<T, R>(acc, wr);
 }
 
 // Q6_K (split layout) with Q8_0-rounded activations: a lane takes one 32-element activation
 // block; its levels are 6-bit (4 low bits in ql, 2 high in qh), offset by 32, with one scale per
 // 16 elements: sum((q-32)*xq) = dot(q, xq) - 32*sum(xq), all in integers.
 template <int T, int R>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const uint8_t* __restrict__ w, const __half* __restrict__ wd,
-                                                                 const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                                                 float* __restrict__ y, int rows, int nb, int ldy) {
-  const int lane = threadIdx.x % kWarp;
-  const int row0 = (blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp) * R;
-  if (row0 >= rows) return;
-  int rr[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) rr[r] = min(row0 + r, rows - 1);
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
+                                                                 const float* __restrict__ xd, int nb) {
+  WarpRows<R> wr;
+  if (!warp_rows(job, wr)) return;
+  const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
+  const auto* wd = static_cast<const __half*>(wr.sg.scales);
+  const int lane = wr.lane;
+  const int(&rr)[R] = wr.rr;
   float acc[R][T] = {};
   const int n_items = nb * 8;
   for (int it = lane; it < n_items; it += kWarp) {
@@ -319,21 +340,21 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const uint8_t*
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (row0 + r < rows) warp_sum_store<T>(acc[r], y, ldy, row0 + r, lane);
-  }
+  store_rows<T, R>(acc, wr);
 }
 
 // Any other type: each lane reads eight elements at a time through dequant8. TY names the type
 // to compile a specialised loop for (Q5_K), or -1 for any.
 template <int T, int TY>
-__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(WeightView w, const float* __restrict__ x, float* __restrict__ y,
-                                                                    int rows, int64_t ldx, int64_t ldy) {
+__global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(const __grid_constant__ Job job, WeightView w,
+                                                                    const float* __restrict__ x, int64_t ldx) {
   if constexpr (TY >= 0) w.type = static_cast<DType>(TY);
-  const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  if (row >= rows) return;
-  float acc[T] = {};
+  WarpRows<1> wr;
+  if (!warp_rows(job, wr)) return;
+  w.levels = static_cast<const uint8_t*>(wr.sg.levels);
+  w.scales = static_cast<const __half*>(wr.sg.scales);
+  const int row = wr.row0, lane = wr.lane;
+  float acc[1][T] = {};
 #pragma unroll 4
   for (int64_t c = lane * 8; c < w.cols; c += kWarp * 8) {
     float wv[8];
@@ -349,10 +370,10 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(WeightView 
       } else {
         for (int i = 0; i < live; ++i) a += wv[i] * __ldg(xp + i);
       }
-      acc[t] += a;
+      acc[0][t] += a;
     }
   }
-  warp_sum_store<T>(acc, y, static_cast<int>(ldy), row, lane);
+  store_rows<T, 1>(acc, wr);
 }
 
 WeightView view_of(const DeviceMatrix& m) {
@@ -360,43 +381,55 @@ WeightView view_of(const DeviceMatrix& m) {
                     static_cast<int64_t>(m.row_bytes)};
 }
 
+// Deals the segments' rows out to CTAs of `rows_per_cta` rows each.
+Job make_job(std::span<const GemvOutput> outs, int rows_per_cta, unsigned& grid) {
+  Job job{};
+  job.n = static_cast<int>(outs.size());
+  int ctas = 0;
+  for (int i = 0; i < job.n; ++i) {
+    const DeviceMatrix& m = *outs[i].w;
+    job.seg[i] = Segment{m.levels, m.scales, outs[i].y, static_cast<int>(m.rows), static_cast<int>(outs[i].ldy)};
+    ctas += static_cast<int>((m.rows + rows_per_cta - 1) / rows_per_cta);
+    job.cta_end[i] = ctas;
+  }
+  grid = static_cast<unsigned>(ctas);
+  return job;
+}
+
 template <int T, int R>
-void launch_integer(const DeviceMatrix& m, const QuantizedActivations* qx, float* y, int64_t ldy, cudaStream_t st) {
-  const int rows = static_cast<int>(m.rows), cols = static_cast<int>(m.cols);
+void launch_integer(std::span<const GemvOutput> outs, const QuantizedActivations* qx, cudaStream_t st) {
+  const DeviceMatrix& m = *outs[0].w;
+  const int cols = static_cast<int>(m.cols), nb = cols / 32;
+  unsigned grid = 0;
+  const Job job = make_job(outs, kRowsPerBlock * R, grid);
   const dim3 block(kWarp * kRowsPerBlock);
-  const int nb = cols / 32;
-  const int64_t per_block = kRowsPerBlock * R;
-  const dim3 grid(static_cast<unsigned>((m.rows + per_block - 1) / per_block));
   if (m.type == DType::Q4_K) {
-    gemv_q4_k<T, R><<<grid, block, 0, st>>>(static_cast<const uint8_t*>(m.levels), qx->q, qx->d, qx->s, y, rows, cols / 256,
-                                           static_cast<int64_t>(m.row_bytes), static_cast<int>(ldy));
+    gemv_q4_k<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, cols / 256, static_cast<int64_t>(m.row_bytes));
   } else if (m.type == DType::Q6_K) {
-    gemv_q6_k<T, R><<<grid, block, 0, st>>>(static_cast<const uint8_t*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d, y,
-                                           rows, cols / 256, static_cast<int>(ldy));
+    gemv_q6_k<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, cols / 256);
   } else if (m.type == DType::Q4_0) {
-    gemv_q4_0<T, R><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
-                                           qx->s, y, rows, nb, static_cast<int>(ldy));
+    gemv_q4_0<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, nb);
   } else {
-    gemv_q8_0<T, R><<<grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), static_cast<const __half*>(m.scales), qx->q, qx->d,
-                                           qx->s, y, rows, nb, static_cast<int>(ldy));
+    gemv_q8_0<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, nb);
   }
 }
 
 template <int T>
-void launch(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, float* y, int64_t ldy,
-            cudaStream_t st) {
-  const int rows = static_cast<int>(m.rows), cols = static_cast<int>(m.cols);
+void launch(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, cudaStream_t st) {
+  const DeviceMatrix& m = *outs[0].w;
+  const int cols = static_cast<int>(m.cols);
   const dim3 block(kWarp * kRowsPerBlock);
-  const dim3 row_grid(static_cast<unsigned>((m.rows + kRowsPerBlock - 1) / kRowsPerBlock));
+  unsigned grid = 0;
   if (m.type == DType::F16 && cols % 8 == 0 && ldx % 4 == 0) {
-    gemv_f16<T><<<row_grid, block, 0, st>>>(static_cast<const uint4*>(m.levels), x, y, rows, cols / 8, static_cast<int>(ldx),
-                                           static_cast<int>(ldy));
+    const Job job = make_job(outs, kRowsPerBlock, grid);
+    gemv_f16<T><<<grid, block, 0, st>>>(job, x, cols / 8, static_cast<int>(ldx));
     return;
   }
   if (!uses_q8_activations(m.type)) {
+    const Job job = make_job(outs, kRowsPerBlock, grid);
     switch (m.type) {
-      case DType::Q5_K: gemv_generic<T, static_cast<int>(DType::Q5_K)><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy); break;
-      default: gemv_generic<T, -1><<<row_grid, block, 0, st>>>(view_of(m), x, y, rows, ldx, ldy); break;
+      case DType::Q5_K: gemv_generic<T, static_cast<int>(DType::Q5_K)><<<grid, block, 0, st>>>(job, view_of(m), x, ldx); break;
+      default: gemv_generic<T, -1><<<grid, block, 0, st>>>(job, view_of(m), x, ldx); break;
     }
     return;
   }
@@ -408,12 +441,14 @@ void launch(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedA
   // one or two tokens, where it matters).
   if constexpr (T <= 2) {
     constexpr int64_t kSmallRows = 2 * 132 * kRowsPerBlock * kRowsPerWarp;
-    if (m.rows < kSmallRows) {
-      launch_integer<T, 1>(m, qx, y, ldy, st);
+    int64_t rows = 0;
+    for (const auto& o : outs) rows += o.w->rows;
+    if (rows < kSmallRows) {
+      launch_integer<T, 1>(outs, qx, st);
       return;
     }
   }
-  launch_integer<T, kRowsPerWarp>(m, qx, y, ldy, st);
+  launch_integer<T, kRowsPerWarp>(outs, qx, st);
 }
 
 QuantizedActivations g_x;  // scratch of the default-stream convenience gemv
@@ -550,21 +585,35 @@ void quantize_activations(const float* x, int64_t ldx, int n_tokens, int64_t col
   check(cudaGetLastError(), "quantize launch");
 }
 
-void gemv(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens, float* y,
-          int64_t ldy, Stream s) {
+void gemv_multi(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens,
+                Stream s) {
+  if (outs.empty() || outs.size() > static_cast<size_t>(kMaxGemvSegments)) {
+    throw Error(ErrorCode::InvalidArgument, "cuda gemv: 1 to 3 matrices per launch");
+  }
+  for (const auto& o : outs) {
+    if (o.w->type != outs[0].w->type || o.w->cols != outs[0].w->cols || o.w->row_bytes != outs[0].w->row_bytes) {
+      throw Error(ErrorCode::InvalidArgument, "cuda gemv: matrices of one launch must share type and width");
+    }
+  }
   const auto st = static_cast<cudaStream_t>(s);
   switch (n_tokens) {
-    case 1: launch<1>(m, x, ldx, qx, y, ldy, st); break;
-    case 2: launch<2>(m, x, ldx, qx, y, ldy, st); break;
-    case 3: launch<3>(m, x, ldx, qx, y, ldy, st); break;
-    case 4: launch<4>(m, x, ldx, qx, y, ldy, st); break;
-    case 5: launch<5>(m, x, ldx, qx, y, ldy, st); break;
-    case 6: launch<6>(m, x, ldx, qx, y, ldy, st); break;
-    case 7: launch<7>(m, x, ldx, qx, y, ldy, st); break;
-    case 8: launch<8>(m, x, ldx, qx, y, ldy, st); break;
+    case 1: launch<1>(outs, x, ldx, qx, st); break;
+    case 2: launch<2>(outs, x, ldx, qx, st); break;
+    case 3: launch<3>(outs, x, ldx, qx, st); break;
+    case 4: launch<4>(outs, x, ldx, qx, st); break;
+    case 5: launch<5>(outs, x, ldx, qx, st); break;
+    case 6: launch<6>(outs, x, ldx, qx, st); break;
+    case 7: launch<7>(outs, x, ldx, qx, st); break;
+    case 8: launch<8>(outs, x, ldx, qx, st); break;
     default: throw Error(ErrorCode::InvalidArgument, "cuda gemv: 1 to 8 tokens, got " + std::to_string(n_tokens));
   }
   check(cudaGetLastError(), "gemv launch");
+}
+
+void gemv(const DeviceMatrix& m, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens, float* y,
+          int64_t ldy, Stream s) {
+  const GemvOutput out{&m, y, ldy};
+  gemv_multi({&out, 1}, x, ldx, qx, n_tokens, s);
 }
 
 void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {

@@ -162,6 +162,78 @@ __global__ void rms_norm_kernel(const float* x, int64_t ldx, const float* w, flo
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = xr[c] * inv * w[c];
 }
 
+// x += h (when h is given), out = rms_norm(x) * w, and out rounded to Q8_0 blocks into xq/xd/xs
+// (when given; cols a multiple of 32): a residual add, the next norm and the next product's
+// activations in one launch. A decode step has one row, so one block does all of it: every load
+// is issued before the first store (x and out may be the same buffer, so no __restrict__ lets
+// the compiler do it) and the row stays in registers, up to kNormRegs elements per thread.
+constexpr int kNormRegs = 8;
+__global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t cols,
+                                    float* out, int64_t ldo, int8_t* xq, float* xd, float* xs) {
+  __shared__ float sh[32];
+  float* xr = x + blockIdx.x * ldx;
+  const float* hr = h != nullptr ? h + blockIdx.x * ldh : nullptr;
+  float* o = out + blockIdx.x * ldo;
+  const int64_t nb = cols / 32;
+  const int64_t step = blockDim.x;
+  float v[kNormRegs], wv[kNormRegs];
+  float ss = 0;
+  if (cols <= kNormRegs * step) {
+#pragma unroll
+    for (int k = 0; k < kNormRegs; ++k) {
+      const int64_t c = threadIdx.x + k * step;
+      v[k] = c < cols ? xr[c] : 0.0f;
+      if (hr != nullptr && c < cols) v[k] += hr[c];
+      wv[k] = c < cols ? w[c] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < kNormRegs; ++k) {
+      const int64_t c = threadIdx.x + k * step;
+      if (hr != nullptr && c < cols) xr[c] = v[k];
+      ss += v[k] * v[k];
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < cols; c += step) {
+      float a = xr[c];
+      if (hr != nullptr) {
+        a += hr[c];
+        xr[c] = a;
+      }
+      ss += a * a;
+    }
+  }
+  ss = block_sum(ss, sh);
+  const float inv = rsqrtf(ss / static_cast<float>(cols) + eps);
+  // A warp's 32 lanes hold one block of 32 consecutive elements on every pass.
+  if (cols <= kNormRegs * step) {
+#pragma unroll
+    for (int k = 0; k < kNormRegs; ++k) {
+      const int64_t c = threadIdx.x + k * step;
+      if (c - threadIdx.x % kWarp >= cols) break;  // whole warps leave together
+      const float r = v[k] * inv * wv[k];
+      if (c < cols) o[c] = r;
+      if (xq != nullptr) quantize_block_q8(r, static_cast<size_t>(blockIdx.x * nb + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < cols; c += step) {
+      const float r = xr[c] * inv * w[c];
+      o[c] = r;
+      if (xq != nullptr) quantize_block_q8(r, static_cast<size_t>(blockIdx.x * nb + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+    }
+  }
+}
+
+// out = silu(gate) * up (as binary_kernel computes it), rounded to Q8_0 blocks into xq/xd/xs.
+__global__ void silu_mul_q8_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t cols, float* out, int64_t ldo,
+                                   int8_t* xq, float* xd, float* xs) {
+  const int64_t r = blockIdx.y, c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;  // whole warps: cols is a multiple of 32
+  const float x = g[r * ldg + c];
+  const float y = x / (1.0f + expf(-x)) * u[r * ldu + c];
+  out[r * ldo + c] = y;
+  quantize_block_q8(y, static_cast<size_t>(r * (cols / 32) + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+}
+
 __global__ void layer_norm_kernel(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t cols,
                                   float* out, int64_t ldo) {
   __shared__ float sh[32];
@@ -238,13 +310,18 @@ __global__ void mean_rows_kernel(const float* x, int64_t ldx, int64_t cols, cons
 
 // ---------------------------------------------------------------- rope and the cache
 
-__global__ void rope_kernel(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims,
-                            bool neox, float theta_scale, const float* freq_factors, float freq_scale) {
+// One thread per (row, head, pair of dimensions); blockIdx.y 1 rotates a second tensor (k beside
+// q) at the same positions, so one launch serves both.
+__global__ void rope_kernel(float* x, int64_t ldx, int n_heads, float* x2, int64_t ldx2, int n_heads2, const int32_t* positions,
+                            int64_t rows, int head_dim, int n_dims, bool neox, float theta_scale, const float* freq_factors,
+                            float freq_scale) {
+  if (blockIdx.y == 1) x = x2, ldx = ldx2, n_heads = n_heads2;
   const int half = n_dims / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * half) return;
-  const int64_t r = idx / half;
+  if (idx >= rows * n_heads * half) return;
   const int i = static_cast<int>(idx % half);
+  const int head = static_cast<int>(idx / half % n_heads);
+  const int64_t r = idx / half / n_heads;
   // The reference's angle, by the same float operations in the same order.
   float angle = static_cast<float>(positions[r]);
   for (int k = 0; k < i; ++k) angle = __fmul_rn(angle, theta_scale);
@@ -253,13 +330,10 @@ __global__ void rope_kernel(float* x, int64_t ldx, const int32_t* positions, int
   float sn, cs;
   sincosf(a, &sn, &cs);
   const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-  float* row = x + r * ldx;
-  for (int h = 0; h < n_heads; ++h) {
-    float* v = row + h * head_dim;
-    const float x0 = v[i0], x1 = v[i1];
-    v[i0] = x0 * cs - x1 * sn;
-    v[i1] = x0 * sn + x1 * cs;
-  }
+  float* v = x + r * ldx + static_cast<int64_t>(head) * head_dim;
+  const float x0 = v[i0], x1 = v[i1];
+  v[i0] = x0 * cs - x1 * sn;
+  v[i1] = x0 * sn + x1 * cs;
 }
 
 __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows,
@@ -395,28 +469,28 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
   }
 }
 
-__global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, const float* part_acc, const float* part_ml,
-                                         float* out, int64_t ldo) {
+// The splits' weights exp(m_s - M) go to shared memory once (one thread per split, loads in
+// parallel); each thread then sums its elements over the splits.
+constexpr int kMaxSplits = 64;
+__global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, const float* __restrict__ part_acc,
+                                         const float* __restrict__ part_ml, float* __restrict__ out, int64_t ldo) {
+  __shared__ float weight[kMaxSplits], red[32];
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y;
   const int64_t base = (i * n_head + h) * n_split;
-  float M = -INFINITY;
-  for (int s = 0; s < n_split; ++s) M = fmaxf(M, part_ml[2 * (base + s)]);
-  float L = 0;
-  for (int s = 0; s < n_split; ++s) {
-    const float ms = part_ml[2 * (base + s)];
-    if (ms != -INFINITY) L += part_ml[2 * (base + s) + 1] * expf(ms - M);
-  }
+  const float ms = threadIdx.x < n_split ? part_ml[2 * (base + threadIdx.x)] : -INFINITY;
+  const float ls = threadIdx.x < n_split ? part_ml[2 * (base + threadIdx.x) + 1] : 0.0f;
+  const float M = block_max(ms, red);
+  const float ws = ms == -INFINITY ? 0.0f : expf(ms - M);
+  if (threadIdx.x < n_split) weight[threadIdx.x] = ws;
+  const float L = block_sum(ls * ws, red);  // its barrier also publishes `weight`
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float a = 0;
-    for (int s = 0; s < n_split; ++s) {
-      const float ms = part_ml[2 * (base + s)];
-      if (ms != -INFINITY) a += part_acc[(base + s) * head_dim + d] * expf(ms - M);
-    }
+#pragma unroll 8
+    for (int s = 0; s < n_split; ++s) a += part_acc[(base + s) * head_dim + d] * weight[s];
     out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
   }
 }
-
 
 // ---------------------------------------------------------------- attention for prefill (tensor cores)
 
@@ -604,7 +678,7 @@ int attention_splits(const AttentionShape& a) {
   if (blocks >= 2 * sm_count()) return 1;
   const int64_t by_len = (a.n_cells + 255) / 256;
   const int64_t by_fill = (4 * sm_count() + blocks - 1) / blocks;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, 64})));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
 }
 
 template <int DT>
@@ -673,6 +747,35 @@ void rms_norm(const float* x, int64_t ldx, const float* w, float eps, int64_t ro
   check_launch("rms_norm");
 }
 
+void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,
+                  float* out, int64_t ldo, QuantizedActivations* qx, Stream s) {
+  if (rows == 0) return;
+  if (qx != nullptr) {
+    if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda add_rms_norm: rounding needs whole blocks of 32 columns");
+    qx->ensure(static_cast<size_t>(rows * (cols / 32)));
+    qx->n_tokens = static_cast<int>(rows);
+    qx->cols = cols;
+  }
+  // Enough threads that a row of up to 8k fits in registers (4 elements each at 4096).
+  const int threads = static_cast<int>(std::clamp<int64_t>((cols / 4 + 31) / 32 * 32, 32, 1024));
+  add_rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, st(s)>>>(
+      x, ldx, h, ldh, w, eps, cols, out, ldo, qx != nullptr ? qx->q : nullptr, qx != nullptr ? qx->d : nullptr,
+      qx != nullptr ? qx->s : nullptr);
+  check_launch("add_rms_norm");
+}
+
+void silu_mul_quantize(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
+                       int64_t ldo, QuantizedActivations& qx, Stream s) {
+  if (rows == 0) return;
+  if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda silu_mul_quantize: needs whole blocks of 32 columns");
+  qx.ensure(static_cast<size_t>(rows * (cols / 32)));
+  qx.n_tokens = static_cast<int>(rows);
+  qx.cols = cols;
+  const dim3 grid(blocks_for(cols, 256), static_cast<unsigned>(rows));
+  silu_mul_q8_kernel<<<grid, 256, 0, st(s)>>>(gate, ldg, up, ldu, cols, out, ldo, qx.q, qx.d, qx.s);
+  check_launch("silu_mul_quantize");
+}
+
 void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols, float* out,
                 int64_t ldo, Stream s) {
   if (rows == 0) return;
@@ -705,11 +808,12 @@ void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges,
 }
 
 void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims, bool neox,
-          float theta_scale, const float* freq_factors, float freq_scale, Stream s) {
-  const int64_t n = rows * (n_dims / 2);
+          float theta_scale, const float* freq_factors, float freq_scale, Stream s, float* x2, int64_t ldx2, int n_heads2) {
+  const int64_t n = rows * std::max(n_heads, x2 != nullptr ? n_heads2 : 0) * (n_dims / 2);
   if (n == 0) return;
-  rope_kernel<<<blocks_for(n, 128), 128, 0, st(s)>>>(x, ldx, positions, rows, n_heads, head_dim, n_dims, neox, theta_scale,
-                                                    freq_factors, freq_scale);
+  const dim3 grid(blocks_for(n, 128), x2 != nullptr ? 2 : 1);
+  rope_kernel<<<grid, 128, 0, st(s)>>>(x, ldx, n_heads, x2, ldx2, n_heads2, positions, rows, head_dim, n_dims, neox, theta_scale,
+                                       freq_factors, freq_scale);
   check_launch("rope");
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "vireo/core/dtype.h"
@@ -68,6 +69,17 @@ void gemv(const DeviceMatrix& w, const float* x, int64_t ldx, const QuantizedAct
 // The same, quantizing x first into a scratch of this module (default stream; tests and benches).
 void gemv(const DeviceMatrix& w, const float* x, float* y, int n_tokens);
 constexpr int kMaxGemvTokens = 8;
+
+// Up to kMaxGemvSegments matrices of one type and width times the same x in one launch (the
+// q/k/v or gate/up products of a layer): one launch instead of several small ones.
+struct GemvOutput {
+  const DeviceMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+constexpr int kMaxGemvSegments = 3;
+void gemv_multi(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, int n_tokens,
+                Stream s);
 
 // Mean milliseconds of one gemv over `iters` back-to-back launches (CUDA events).
 double time_gemv_ms(const DeviceMatrix& w, const float* x, float* y, int n_tokens, int iters);

@@ -26,6 +26,14 @@ void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb,
 void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s);
 void rms_norm(const float* x, int64_t ldx, const float* w, float eps, int64_t rows, int64_t cols, float* out, int64_t ldo,
               Stream s);
+// x += h (h null: no add); out = rms_norm(x) * w; with qx, out is also rounded into qx exactly as
+// quantize_activations rounds it (cols a multiple of 32). A decoder's residual add, its next norm
+// and the next product's activations in one launch.
+void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,
+                  float* out, int64_t ldo, QuantizedActivations* qx, Stream s);
+// out = silu(gate) * up, also rounded into qx as quantize_activations rounds it (cols a multiple of 32).
+void silu_mul_quantize(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
+                       int64_t ldo, QuantizedActivations& qx, Stream s);
 void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols,
                 float* out, int64_t ldo, Stream s);
 void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s);
@@ -37,8 +45,10 @@ void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges,
 
 // Rotary embedding in place; angles built as the reference builds them (repeated float
 // multiplication by theta_scale = theta^(-2/n_dims)). freq_factors: device, n_dims/2, or null.
+// x2 (optional): a second tensor of n_heads2 heads rotated at the same positions in the same launch.
 void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims, bool neox,
-          float theta_scale, const float* freq_factors, float freq_scale, Stream s);
+          float theta_scale, const float* freq_factors, float freq_scale, Stream s, float* x2 = nullptr, int64_t ldx2 = 0,
+          int n_heads2 = 0);
 
 // k, v [rows, cols] F32 into cache rows cells[i] < n_cells (F16 or F32 caches, row stride ld_cache).
 void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows, int64_t cols,
