@@ -15,6 +15,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backend/cuda/cublas_loader.h"
 #include "backend/mlx_convert.h"
 #include "vireo/backend/backend.h"
 #include "vireo/core/mapped_file.h"
@@ -133,8 +134,8 @@ class CudaBackend final : public Backend {
     if (device < 0 || device >= n) fail(ErrorCode::InvalidArgument, "CUDA device {} does not exist ({} present)", device, n);
     check_cuda(cudaSetDevice(device), "set device");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-    check_cublas(cublasCreate(&blas_), "create");
-    check_cublas(cublasSetStream(blas_, stream_), "set stream");
+    check_cublas(cuda::cublas().create(&blas_), "create");
+    check_cublas(cuda::cublas().set_stream(blas_, stream_), "set stream");
     name_ = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
     // VIREO_CUDA_GRAPHS=0 runs every op as its own launch (for profilers).
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
@@ -153,7 +154,7 @@ class CudaBackend final : public Backend {
       cudaEventDestroy(prof_end_);
     }
     steps_.clear();
-    cublasDestroy(blas_);
+    cuda::cublas().destroy(blas_);
     cudaStreamDestroy(stream_);
   }
 
@@ -515,7 +516,8 @@ class CudaBackend final : public Backend {
       ld_kv = k.cols();
       f16 = true;
     }
-    cuda::attention(q.as<float>(), q.stride(), kd, vd, ld_kv, f16, ranges.as<int32_t>(), a, out.as<float>(), out.stride(), s, stream_);
+    cuda::attention(q.as<float>(), q.stride(), kd, vd, ld_kv, f16, ranges.as<int32_t>(), a, out.as<float>(), out.stride(), s, stream_,
+                    p.head_dim % 32 == 0 ? produce_qx(out) : nullptr);
   }
 
   void softmax(const Buffer& x, const Buffer& out) override {
@@ -567,7 +569,7 @@ class CudaBackend final : public Backend {
     const float one = 1.0f, zero = 0.0f;
     // lda: plain weights keep their rows padded to whole runs of 8 (see upload_matrix).
     auto run = [&](const void* a, cudaDataType at, int64_t lda, const void* b, cudaDataType bt, int64_t ldb, int64_t row0, int64_t rows) {
-      check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(cols), &one,
+      check_cublas(cuda::cublas().gemm_ex(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(cols), &one,
                                 a, at, static_cast<int>(lda), b, bt, static_cast<int>(ldb), &zero, out.as<float>() + row0, CUDA_R_32F,
                                 static_cast<int>(out.stride()), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    "gemm");
@@ -736,10 +738,10 @@ double gemm_f16_tflops(int n, int iters) {  // on the calling thread's current d
   cudaMemset(a.get(), 0, static_cast<size_t>(n) * n * 2);
   cudaMemset(b.get(), 0, static_cast<size_t>(n) * n * 2);
   cublasHandle_t h;
-  check_cublas(cublasCreate(&h), "create");
+  check_cublas(cublas().create(&h), "create");
   const float one = 1.0f, zero = 0.0f;
   auto once = [&] {
-    check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a.get(), CUDA_R_16F, n, b.get(), CUDA_R_16F, n, &zero, c.get(),
+    check_cublas(cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a.get(), CUDA_R_16F, n, b.get(), CUDA_R_16F, n, &zero, c.get(),
                               CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "gemm");
   };
@@ -755,7 +757,7 @@ double gemm_f16_tflops(int n, int iters) {  // on the calling thread's current d
   cudaEventElapsedTime(&ms, e0, e1);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  cublasDestroy(h);
+  cublas().destroy(h);
   return 2.0 * n * double(n) * n * iters / (ms * 1e-3) / 1e12;
 }
 

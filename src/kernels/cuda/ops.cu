@@ -355,6 +355,18 @@ __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int
 
 // ---------------------------------------------------------------- attention
 
+// The attention output rounded to Q8_0 blocks for the product that follows (the output
+// projection), as quantize_activations rounds it; off when q is null. Threads of a warp must
+// hold 32 consecutive elements of a row (head sizes a multiple of 32).
+struct Rounding {
+  int8_t* q = nullptr;
+  float* d = nullptr;
+  float* s = nullptr;
+  __device__ __forceinline__ void put(float v, int64_t row, int64_t col, int64_t cols) const {
+    if (q != nullptr) quantize_block_q8(v, static_cast<size_t>((row * cols + col) / 32), threadIdx.x % kWarp, q, d, s);
+  }
+};
+
 constexpr int kAttnWarps = 4;
 
 template <bool F16>
@@ -373,7 +385,7 @@ template <int DT, bool F16>
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const float* q, int64_t ldq, const void* k, const void* v,
                                                                     int64_t ld_kv, const int32_t* ranges, int n_head, int group,
                                                                     int head_dim, float scale, int64_t n_cells, float* out,
-                                                                    int64_t ldo, float* part_acc, float* part_ml) {
+                                                                    int64_t ldo, float* part_acc, float* part_ml, Rounding rd) {
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -458,7 +470,9 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
 #pragma unroll
     for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
     if (n_split == 1) {
-      out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
+      const float o = L > 0 ? a / L : 0.0f;
+      out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
+      rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
     } else {
       part_acc[part * head_dim + d] = a;
     }
@@ -473,7 +487,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
 // parallel); each thread then sums its elements over the splits.
 constexpr int kMaxSplits = 64;
 __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, const float* __restrict__ part_acc,
-                                         const float* __restrict__ part_ml, float* __restrict__ out, int64_t ldo) {
+                                         const float* __restrict__ part_ml, float* __restrict__ out, int64_t ldo, Rounding rd) {
   __shared__ float weight[kMaxSplits], red[32];
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y;
@@ -488,7 +502,9 @@ __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, 
     float a = 0;
 #pragma unroll 8
     for (int s = 0; s < n_split; ++s) a += part_acc[(base + s) * head_dim + d] * weight[s];
-    out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = L > 0 ? a / L : 0.0f;
+    const float o = L > 0 ? a / L : 0.0f;
+    out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
+    rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
   }
 }
 
@@ -673,26 +689,30 @@ int sm_count() {
 }
 
 // Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.
+// Splits of each row's keys across blocks. A block's 4 warps take 16 keys per step, one after
+// another, so a long range in one block is latency-bound: split until every SM has several
+// blocks, down to 16 keys a split. The shape depends on the cache size, not on the ranges, so a
+// captured step stays valid as they grow.
 int attention_splits(const AttentionShape& a) {
   const int64_t blocks = a.rows * a.n_head;
   if (blocks >= 2 * sm_count()) return 1;
-  const int64_t by_len = (a.n_cells + 255) / 256;
-  const int64_t by_fill = (4 * sm_count() + blocks - 1) / blocks;
+  const int64_t by_len = (a.n_cells + 15) / 16;
+  const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
 }
 
 template <int DT>
 void launch_attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
-                      const AttentionShape& a, int splits, float* out, int64_t ldo, float* part_acc, float* part_ml,
+                      const AttentionShape& a, int splits, float* out, int64_t ldo, float* part_acc, float* part_ml, Rounding rd,
                       cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
   const int group = a.n_head / a.n_head_kv;
   if (f16) {
     attention_kernel<DT, true><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
-                                                                  a.n_cells, out, ldo, part_acc, part_ml);
+                                                                  a.n_cells, out, ldo, part_acc, part_ml, rd);
   } else {
     attention_kernel<DT, false><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim,
-                                                                   a.scale, a.n_cells, out, ldo, part_acc, part_ml);
+                                                                   a.scale, a.n_cells, out, ldo, part_acc, part_ml, rd);
   }
 }
 
@@ -833,8 +853,17 @@ size_t attention_scratch_floats(const AttentionShape& a) {
 }
 
 void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
-               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s) {
+               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, QuantizedActivations* qx) {
   if (a.rows == 0) return;
+  Rounding rd;
+  if (qx != nullptr) {
+    if (a.head_dim % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda attention: rounding needs head sizes that are whole blocks");
+    const int64_t cols = int64_t{a.n_head} * a.head_dim;
+    qx->ensure(static_cast<size_t>(a.rows * (cols / 32)));
+    qx->n_tokens = static_cast<int>(a.rows);
+    qx->cols = cols;
+    rd = Rounding{qx->q, qx->d, qx->s};
+  }
   if (a.head_dim > 256) throw Error(ErrorCode::Unsupported, "cuda attention: head size " + std::to_string(a.head_dim) + " > 256");
   // Many query rows (prefill, encoders): tensor cores, for the head sizes they are built for.
   const bool aligned = ld_kv % 8 == 0 && reinterpret_cast<uintptr_t>(k) % 16 == 0 && reinterpret_cast<uintptr_t>(v) % 16 == 0;
@@ -847,6 +876,7 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
       launch_flash<128>(q, ldq, k, v, ld_kv, ranges, a, out, ldo, st(s));
     }
     check_launch("flash attention");
+    if (qx != nullptr) quantize_activations(out, ldo, static_cast<int>(a.rows), int64_t{a.n_head} * a.head_dim, *qx, s);
     return;
   }
   const int splits = attention_splits(a);
@@ -856,7 +886,7 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
   const int dt = (a.head_dim + 31) / 32;
   switch (dt) {
 #define VIREO_ATTN_CASE(N) \
-  case N: launch_attention<N>(q, ldq, k, v, ld_kv, f16, ranges, a, splits, out, ldo, part_acc, part_ml, st(s)); break;
+  case N: launch_attention<N>(q, ldq, k, v, ld_kv, f16, ranges, a, splits, out, ldo, part_acc, part_ml, splits > 1 ? Rounding{} : rd, st(s)); break;
     VIREO_ATTN_CASE(1) VIREO_ATTN_CASE(2) VIREO_ATTN_CASE(3) VIREO_ATTN_CASE(4)
     VIREO_ATTN_CASE(5) VIREO_ATTN_CASE(6) VIREO_ATTN_CASE(7) VIREO_ATTN_CASE(8)
 #undef VIREO_ATTN_CASE
@@ -864,7 +894,7 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
   check_launch("attention");
   if (splits > 1) {
     const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head));
-    attention_combine_kernel<<<grid, 128, 0, st(s)>>>(a.n_head, a.head_dim, splits, part_acc, part_ml, out, ldo);
+    attention_combine_kernel<<<grid, 128, 0, st(s)>>>(a.n_head, a.head_dim, splits, part_acc, part_ml, out, ldo, rd);
     check_launch("attention combine");
   }
 }

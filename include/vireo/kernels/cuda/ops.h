@@ -66,8 +66,10 @@ size_t attention_scratch_floats(const AttentionShape& a);
 // Query row i attends to cache rows [ranges[2i], ranges[2i] + ranges[2i+1]). q/out [rows, n_head*head_dim];
 // k/v [n_cells, n_head_kv*head_dim] F16 or F32. Long ranges are split across blocks and combined
 // (flash-decoding); the launch shape depends only on `a`, so it can be captured in a graph.
+// qx (optional): out also rounded into it as quantize_activations rounds it (head sizes a multiple
+// of 32), for the output projection that follows.
 void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
-               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s);
+               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, QuantizedActivations* qx = nullptr);
 
 // F16 x F16 -> F32 GEMM throughput of cuBLAS on device 0, n x n x n, TFLOP/s (the roofline probe).
 double gemm_f16_tflops(int n, int iters);
