@@ -516,14 +516,18 @@ __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, 
 // 4 warps owns 16 query rows, so only the K/V tile loads need the whole block.
 constexpr int kFlashRows = 64, kFlashKeys = 64, kFlashWarps = 4;
 
+// Rows are padded by 16 bytes: with power-of-two strides every row of a tile starts in the same
+// shared-memory bank, and the fragment loads and the per-row softmax serialise on it.
 template <int HD>
 struct FlashSmem {
-  __half q[kFlashRows][HD];
-  __half k[kFlashKeys][HD];
-  __half v[kFlashKeys][HD];
-  float s[kFlashRows][kFlashKeys];
-  __half p[kFlashRows][kFlashKeys];
-  float o[kFlashRows][HD];
+  static constexpr int kHalfPad = 8, kFloatPad = 4;
+  static constexpr int kLdH = HD + kHalfPad, kLdS = kFlashKeys + kFloatPad, kLdP = kFlashKeys + kHalfPad, kLdO = HD + kFloatPad;
+  __half q[kFlashRows][kLdH];
+  __half k[kFlashKeys][kLdH];
+  __half v[kFlashKeys][kLdH];
+  float s[kFlashRows][kLdS];
+  __half p[kFlashRows][kLdP];
+  float o[kFlashRows][kLdO];
   float m[kFlashRows], l[kFlashRows];
   int begin[kFlashRows], end[kFlashRows];
   int span[2];
@@ -537,7 +541,8 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
                                                                            int64_t ldo) {
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  FlashSmem<HD>& sm = *reinterpret_cast<FlashSmem<HD>*>(smem_raw);
+  using Smem = FlashSmem<HD>;
+  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
   const int h = blockIdx.y, tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kFlashRows;
   const int64_t kv_off = static_cast<int64_t>(h / group) * HD;
@@ -599,39 +604,32 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
       for (int dt = 0; dt < HD / 16; ++dt) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
-        wmma::load_matrix_sync(a, &sm.q[wr][dt * 16], HD);
-        wmma::load_matrix_sync(b, &sm.k[kt * 16][dt * 16], HD);  // Kᵀ: K row-major read as column-major
+        wmma::load_matrix_sync(a, &sm.q[wr][dt * 16], Smem::kLdH);
+        wmma::load_matrix_sync(b, &sm.k[kt * 16][dt * 16], Smem::kLdH);  // Kᵀ: K row-major read as column-major
         wmma::mma_sync(acc, a, b, acc);
       }
-      wmma::store_matrix_sync(&sm.s[wr][kt * 16], acc, kFlashKeys, wmma::mem_row_major);
+      wmma::store_matrix_sync(&sm.s[wr][kt * 16], acc, Smem::kLdS, wmma::mem_row_major);
     }
     __syncwarp();
 
-    // Online softmax of this warp's rows: two lanes per row, 32 keys each.
-    {
-      const int r = wr + lane / 2, c0 = (lane % 2) * 32;
+    // Online softmax of this warp's 16 rows, one row at a time: the lanes take two keys each and
+    // reduce across the warp, so every shared access is a contiguous row.
+    for (int rr = 0; rr < 16; ++rr) {
+      const int r = wr + rr;
       const int b = sm.begin[r], e = sm.end[r];
-      float mx = -INFINITY;
-      for (int c = c0; c < c0 + 32; ++c) {
-        const int j = j0 + c;
-        if (j >= b && j < e) mx = fmaxf(mx, sm.s[r][c]);
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const int j_a = j0 + lane, j_b = j0 + lane + 32;
+      const bool in_a = j_a >= b && j_a < e, in_b = j_b >= b && j_b < e;
+      const float s_a = sm.s[r][lane], s_b = sm.s[r][lane + 32];
+      const float mx = warp_max(fmaxf(in_a ? s_a : -INFINITY, in_b ? s_b : -INFINITY));
       const float m_old = sm.m[r];
       const float m_new = fmaxf(m_old, mx);
-      float sum = 0;
-      for (int c = c0; c < c0 + 32; ++c) {
-        const int j = j0 + c;
-        const float pv = (j >= b && j < e) ? expf(sm.s[r][c] - m_new) : 0.0f;
-        sum += pv;
-        sm.p[r][c] = __float2half_rn(pv);
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      const float p_a = in_a ? expf(s_a - m_new) : 0.0f, p_b = in_b ? expf(s_b - m_new) : 0.0f;
+      sm.p[r][lane] = __float2half_rn(p_a);
+      sm.p[r][lane + 32] = __float2half_rn(p_b);
+      const float sum = warp_sum(p_a + p_b);
       const float corr = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
-      // Rescale this row's O (each of the two lanes takes half of it).
-      for (int d = (lane % 2) * (HD / 2); d < (lane % 2 + 1) * (HD / 2); ++d) sm.o[r][d] *= corr;
-      __syncwarp();
-      if (lane % 2 == 0) {
+      for (int d = lane; d < HD; d += kWarp) sm.o[r][d] *= corr;
+      if (lane == 0) {
         sm.l[r] = sm.l[r] * corr + sum;
         sm.m[r] = m_new;
       }
@@ -642,16 +640,16 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
 #pragma unroll
     for (int dt = 0; dt < HD / 16; ++dt) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, &sm.o[wr][dt * 16], HD, wmma::mem_row_major);
+      wmma::load_matrix_sync(acc, &sm.o[wr][dt * 16], Smem::kLdO, wmma::mem_row_major);
 #pragma unroll
       for (int kt = 0; kt < kFlashKeys / 16; ++kt) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
-        wmma::load_matrix_sync(a, &sm.p[wr][kt * 16], kFlashKeys);
-        wmma::load_matrix_sync(b, &sm.v[kt * 16][dt * 16], HD);
+        wmma::load_matrix_sync(a, &sm.p[wr][kt * 16], Smem::kLdP);
+        wmma::load_matrix_sync(b, &sm.v[kt * 16][dt * 16], Smem::kLdH);
         wmma::mma_sync(acc, a, b, acc);
       }
-      wmma::store_matrix_sync(&sm.o[wr][dt * 16], acc, HD, wmma::mem_row_major);
+      wmma::store_matrix_sync(&sm.o[wr][dt * 16], acc, Smem::kLdO, wmma::mem_row_major);
     }
     __syncthreads();  // the next tile overwrites K and V
   }
