@@ -117,7 +117,8 @@ class Decoder final : public LanguageModel {
     // Steps with the same shape make the same calls on the same buffers: the backend may replay them.
     const bool identity = identity_outputs(batch);
     const uint64_t key = step_key({static_cast<uint64_t>(n), static_cast<uint64_t>(n_out), identity ? 1u : 0u, buffers_version_,
-                                   reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows())});
+                                   reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows()),
+                                   reinterpret_cast<uintptr_t>(batch.greedy_ids != nullptr ? batch.greedy_ids->data() : nullptr)});
     be_.begin_step(key, n);
     StepScope step(be_);
     AttentionParams attn = attn_;
@@ -203,6 +204,7 @@ class Decoder final : public LanguageModel {
     }
     const Buffer logits = logits_.rows_view(0, n_out);
     be_.matmul(hn, *output_, logits);
+    if (batch.greedy_ids != nullptr) be_.argmax(logits, *batch.greedy_ids);
     step.end();
     return logits;
   }

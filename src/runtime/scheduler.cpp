@@ -313,18 +313,22 @@ void Scheduler::step() {
     }
   }
   if (batch.size() == 0) return;
-  const Buffer out = engine_.language_model().forward(batch, cache.buffers());
   const auto n_vocab = static_cast<size_t>(engine_.config().n_vocab);
   int64_t generated = 0;
   const bool all_greedy = std::all_of(outputs.begin(), outputs.end(), [](const Slot* s) {
     return s->sampler->params().plain_greedy() && !s->matcher && s->p.request.top_logprobs < 0;
   });
-  if (!outputs.empty() && all_greedy) {
-    // Only the chosen ids cross to the host, not n_vocab floats per sequence.
-    const auto n_out = static_cast<int64_t>(outputs.size());
+  // Greedy steps take the argmax inside the forward pass: only the chosen ids cross to the host,
+  // not n_vocab floats per sequence.
+  const auto n_out = static_cast<int64_t>(outputs.size());
+  Buffer ids;
+  if (n_out > 0 && all_greedy) {
     if (argmax_.rows() < n_out) argmax_ = engine_.backend().alloc(DType::I32, n_out, 1);
-    const Buffer ids = argmax_.rows_view(0, n_out);
-    engine_.backend().argmax(out, ids);
+    ids = argmax_.rows_view(0, n_out);
+    batch.greedy_ids = &ids;
+  }
+  const Buffer out = engine_.language_model().forward(batch, cache.buffers());
+  if (batch.greedy_ids != nullptr) {
     argmax_host_.resize(outputs.size());
     engine_.backend().download(ids, argmax_host_.data());
     for (Slot* s : outputs) {

@@ -20,6 +20,9 @@ struct ForwardBatch {
   std::vector<int32_t> kv_cells;     // [n] cache row that receives the token's K and V
   std::vector<int32_t> kv_ranges;    // [n][2] cache rows [begin, begin + count) the token attends to
   std::vector<int32_t> output_rows;  // tokens whose logits are wanted, in output order (may be none)
+  // When set: I32 [output_rows.size(), 1] that receives each output row's argmax within the same
+  // step (greedy decoding without another launch).
+  const Buffer* greedy_ids = nullptr;
 
   size_t size() const { return tokens.size(); }
 };

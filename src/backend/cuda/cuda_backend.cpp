@@ -148,6 +148,7 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    if (download_staging_ != nullptr) cudaFreeHost(download_staging_);
     if (profile_) {
       profile_report();
       cudaEventDestroy(prof_start_);
@@ -216,10 +217,16 @@ class CudaBackend final : public Backend {
     if (mode_ != Mode::Eager) fail(ErrorCode::InvalidArgument, "download inside a captured step");
     if (buf.rows() == 0 || buf.cols() == 0) return;
     const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
-    check_cuda(cudaMemcpy2DAsync(host, row, buf.data(), static_cast<size_t>(buf.stride()) * es, row, static_cast<size_t>(buf.rows()),
-                                 cudaMemcpyDeviceToHost, stream_),
+    const size_t bytes = row * static_cast<size_t>(buf.rows());
+    // Small results (a step's chosen ids) through pinned memory: a pageable copy costs a staging
+    // round trip in the driver on every token.
+    const bool small = bytes <= kStagingBytes;
+    if (small && download_staging_ == nullptr) check_cuda(cudaMallocHost(&download_staging_, kStagingBytes), "pinned staging");
+    check_cuda(cudaMemcpy2DAsync(small ? download_staging_ : host, row, buf.data(), static_cast<size_t>(buf.stride()) * es, row,
+                                 static_cast<size_t>(buf.rows()), cudaMemcpyDeviceToHost, stream_),
                "download");
     synchronize();
+    if (small) std::memcpy(host, download_staging_, bytes);
   }
   void synchronize() override {
     bind();
@@ -701,6 +708,7 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   bool graphs_ = true;
+  void* download_staging_ = nullptr;  // pinned, kStagingBytes
   bool profile_ = false;
   cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;
   mutable const char* prof_op_ = nullptr;

@@ -267,8 +267,24 @@ __global__ void argmax_kernel(const float* x, int64_t ldx, int64_t cols, int32_t
   const float* xr = x + blockIdx.x * ldx;
   float best = -INFINITY;
   int idx = 0x7fffffff;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    if (xr[c] > best) best = xr[c], idx = static_cast<int>(c);  // strided: the first of ties per thread
+  // A whole vocabulary in one block (a sampling step has one row per sequence): 16-byte loads when
+  // the row allows them. Each thread walks its elements in order, keeping the first of ties.
+  int64_t c0 = 0;
+  if (reinterpret_cast<uintptr_t>(xr) % 16 == 0) {
+    const auto* x4 = reinterpret_cast<const float4*>(xr);
+    const int64_t n4 = cols / 4;
+    for (int64_t c = threadIdx.x; c < n4; c += blockDim.x) {
+      const float4 v = x4[c];
+      const int base = static_cast<int>(4 * c);
+      if (v.x > best) best = v.x, idx = base;
+      if (v.y > best) best = v.y, idx = base + 1;
+      if (v.z > best) best = v.z, idx = base + 2;
+      if (v.w > best) best = v.w, idx = base + 3;
+    }
+    c0 = n4 * 4;
+  }
+  for (int64_t c = c0 + threadIdx.x; c < cols; c += blockDim.x) {
+    if (xr[c] > best) best = xr[c], idx = static_cast<int>(c);
   }
   // The largest value, the lowest index among equals.
 #pragma unroll
@@ -809,7 +825,7 @@ void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out
 
 void argmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out, Stream s) {
   if (rows == 0) return;
-  argmax_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out);
+  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, st(s)>>>(x, ldx, cols, out);
   check_launch("argmax");
 }
 
