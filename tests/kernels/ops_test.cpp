@@ -1,6 +1,7 @@
 // Every CPU kernel against the scalar reference (kernels/ref/ops.h), through the Backend
 // interface, on fresh random inputs of awkward sizes, with outputs poisoned by NaN first.
-// Each available instruction set is tested (the portable path always; AVX-512 when present).
+// Each available instruction set is tested (the portable path always; AVX2, AVX-512 and AMX when
+// present).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -84,14 +85,19 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   return err / std::max(max_abs(b), 1e-30);
 }
 
-// The instruction sets to test: the portable path always, the best one when it differs.
+// The SIMD instruction sets this CPU runs, each with its kernels over the interleaved layouts.
+std::vector<cpu::Isa> simd_isas() {
+  std::vector<cpu::Isa> out;
+  for (cpu::Isa isa : {cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Amx}) {
+    if (cpu::choose_isa(cpu::isa_name(isa)) == isa && cpu::has_interleaved_kernel(DType::Q4_0, isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+// The instruction sets to test: the portable path always, then every SIMD one.
 std::vector<std::string> isas() {
   std::vector<std::string> out = {"scalar"};
-  for (cpu::Isa isa : {cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Amx}) {
-    if (cpu::choose_isa(cpu::isa_name(isa)) == isa && cpu::has_interleaved_kernel(DType::Q4_0, isa)) {
-      out.push_back(cpu::isa_name(isa));
-    }
-  }
+  for (cpu::Isa isa : simd_isas()) out.push_back(cpu::isa_name(isa));
   return out;
 }
 
@@ -230,14 +236,15 @@ TEST(MatmulReference, RoundingActivationsCostsLittle) {
 }
 
 TEST(MatmulPacking, InterleavedLayoutsKeepEveryValue) {
-  if (!cpu::uses_avx512(cpu::best_isa())) GTEST_SKIP() << "no AVX-512: the interleaved layouts are not used here";
+  if (simd_isas().empty()) GTEST_SKIP() << "no AVX2: the interleaved layouts are not used here";
   std::mt19937 rng(8);
   for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
                      DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     SCOPED_TRACE(type_name(type));
     const int64_t rows = 37, cols = type == DType::F32 || type == DType::F16 || type == DType::BF16 ? 45 : 512;
     const std::vector<uint8_t> wq = quantize_matrix(type, random_floats(rng, rows * cols), rows, cols);
-    const cpu::PackedMatrix m = cpu::pack_matrix(type, wq.data(), rows, cols, cpu::Isa::Avx512);
+    // One layout for every SIMD instruction set.
+    const cpu::PackedMatrix m = cpu::pack_matrix(type, wq.data(), rows, cols, cpu::best_isa());
     ASSERT_EQ(m.layout, cpu::Layout::Interleaved);
     std::vector<float> got(static_cast<size_t>(cols)), want(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
@@ -249,26 +256,29 @@ TEST(MatmulPacking, InterleavedLayoutsKeepEveryValue) {
 }
 
 TEST(MatmulActivations, FastQuantizersMatchTheReferenceBitForBit) {
-  if (!cpu::uses_avx512(cpu::best_isa())) GTEST_SKIP() << "no AVX-512";
-  std::mt19937 rng(77);
-  for (DType weight : {DType::Q4_0, DType::Q4_K}) {
-    SCOPED_TRACE(type_name(weight));
-    const int64_t n = 5, cols = 1024;
-    std::vector<float> x = random_floats(rng, n * cols, 3.0f);
-    std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // an all-zero block
-    x[7] = 0.5f * 3.0f;                                  // values on rounding ties are rare; force a few
-    std::vector<uint8_t> wq = quantize_matrix(weight, random_floats(rng, 16 * cols), 16, cols);
-    const cpu::PackedMatrix m = cpu::pack_matrix(weight, wq.data(), 16, cols, cpu::Isa::Avx512);
-    cpu::Activations fast, portable;
-    cpu::prepare_activations(m, n, fast);
-    cpu::prepare_activations(m, n, portable);
-    cpu::quantize_activations(x.data(), cols, 0, n, fast, cpu::Isa::Avx512);
-    cpu::quantize_activations(x.data(), cols, 0, n, portable, cpu::Isa::Scalar);
-    EXPECT_EQ(std::memcmp(fast.q.data(), portable.q.data(), fast.q.size()), 0);
-    EXPECT_EQ(std::memcmp(fast.d.data(), portable.d.data(), fast.d.size()), 0);
-    EXPECT_EQ(std::memcmp(fast.s32.data(), portable.s32.data(), fast.s32.size()), 0);
-    ASSERT_EQ(fast.s16.size(), portable.s16.size());
-    if (fast.s16.size() > 0) EXPECT_EQ(std::memcmp(fast.s16.data(), portable.s16.data(), fast.s16.size()), 0);
+  if (simd_isas().empty()) GTEST_SKIP() << "no AVX2";
+  for (cpu::Isa isa : simd_isas()) {
+    std::mt19937 rng(77);
+    for (DType weight : {DType::Q4_0, DType::Q4_K}) {
+      SCOPED_TRACE(std::string(cpu::isa_name(isa)) + " " + type_name(weight));
+      const int64_t n = 5, cols = 1024;
+      std::vector<float> x = random_floats(rng, n * cols, 3.0f);
+      std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // an all-zero block
+      // Row 1 lies on rounding ties: with 127 the largest magnitude of every block, the scale is 1.
+      for (int64_t c = 0; c < cols; ++c) x[cols + c] = c % 32 == 0 ? 127.0f : static_cast<float>(c % 61) - 30.5f;
+      std::vector<uint8_t> wq = quantize_matrix(weight, random_floats(rng, 16 * cols), 16, cols);
+      const cpu::PackedMatrix m = cpu::pack_matrix(weight, wq.data(), 16, cols, isa);
+      cpu::Activations fast, portable;
+      cpu::prepare_activations(m, n, fast);
+      cpu::prepare_activations(m, n, portable);
+      cpu::quantize_activations(x.data(), cols, 0, n, fast, isa);
+      cpu::quantize_activations(x.data(), cols, 0, n, portable, cpu::Isa::Scalar);
+      EXPECT_EQ(std::memcmp(fast.q.data(), portable.q.data(), fast.q.size()), 0);
+      EXPECT_EQ(std::memcmp(fast.d.data(), portable.d.data(), fast.d.size()), 0);
+      EXPECT_EQ(std::memcmp(fast.s32.data(), portable.s32.data(), fast.s32.size()), 0);
+      ASSERT_EQ(fast.s16.size(), portable.s16.size());
+      if (fast.s16.size() > 0) EXPECT_EQ(std::memcmp(fast.s16.data(), portable.s16.data(), fast.s16.size()), 0);
+    }
   }
 }
 

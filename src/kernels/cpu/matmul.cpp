@@ -47,6 +47,7 @@ size_t PackedMatrix::bytes() const {
 }
 
 bool has_interleaved_kernel(DType type, Isa isa) {
+  if (isa == Isa::Avx2) return avx2::has_kernel(type);
   return uses_avx512(isa) && avx512::has_kernel(type);
 }
 
@@ -164,6 +165,8 @@ void quantize_activations(const float* x, int64_t ldx, int64_t t0, int64_t t1, A
     int16_t* s16 = a.dot_type == DType::Q8_K ? a.s16.as<int16_t>() + t * (cols / 16) : nullptr;
     if (uses_avx512(isa)) {
       avx512::quantize_levels(xt, cols, a.dot_type, q, d, s32, s16);
+    } else if (isa == Isa::Avx2) {
+      avx2::quantize_levels(xt, cols, a.dot_type, q, d, s32, s16);
     } else {
       quantize_levels_portable(xt, cols, a.dot_type, q, d, s32, s16);
     }
@@ -202,6 +205,7 @@ void matmul_rows(const PackedMatrix& w, const Activations& a, int64_t r0, int64_
   if (w.layout == Layout::Plain) return matmul_rows_plain(w, a, r0, r1, y, ldy);
   VIREO_CHECK(r0 % kRowGroup == 0 && (r1 % kRowGroup == 0 || r1 == w.rows));
   const int64_t g0 = r0 / kRowGroup, g1 = (r1 + kRowGroup - 1) / kRowGroup;
+  if (w.isa == Isa::Avx2) return avx2::matmul_groups(w, a, g0, g1, 0, a.n, y, ldy);
   // Batches go through the AMX tiles 16 tokens at a time; the rest through AVX-512.
   int64_t amx_tokens = 0;
   if (w.isa == Isa::Amx && a.kind == Activations::Kind::Levels && amx::has_kernel(w.type)) amx_tokens = a.n / 16 * 16;

@@ -1,6 +1,6 @@
-// Interleaved weight layouts of the AVX-512 kernels: groups of 16 rows, so that one 512-bit
-// register holds the same 4-byte chunk (or one value) of each of the 16 rows, and every scale of
-// a block sits in one 16-lane vector. Packing only moves bits: unpack_row rebuilds the file's
+// Interleaved weight layouts of the AVX-512 and AVX2 kernels: groups of 16 rows, so that one
+// 512-bit register (two 256-bit ones for AVX2: rows 0-7, 8-15) holds the same 4-byte chunk (or one
+// value) of each of the 16 rows, and every scale of a block sits in one 16-lane vector. Packing only moves bits: unpack_row rebuilds the file's
 // bytes of a row exactly (and then dequantizes them with the reference).
 //
 // Per group, block after block (b = block index along the row, r = row in the group 0..15):

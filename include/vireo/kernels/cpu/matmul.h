@@ -1,14 +1,15 @@
 // CPU matmul kernels: y[n, rows] = x[n, cols] · Wᵀ with W in any supported weight type.
 //
-// Weights are packed once at load. With the AVX-512 kernels, F32/F16/BF16 and the 32-block and
-// K-quant types are interleaved in groups of 16 rows (one 512-bit register holds one value or one
-// 4-byte chunk of each of the 16 rows), keeping every stored value exactly; anything else stays in
-// the file's row layout and goes through the portable path (dequantize a row, dot in float).
+// Weights are packed once at load. With the AVX2 or AVX-512 kernels, F32/F16/BF16 and the
+// 32-block and K-quant types are interleaved in groups of 16 rows (one 512-bit register, or two
+// 256-bit ones, holds one value or one 4-byte chunk of each of the 16 rows), keeping every stored
+// value exactly; anything else stays in the file's row layout and goes through the portable path
+// (dequantize a row, dot in float).
 //
 // Activations are first rounded to the weight type's dot type (see kernels/ref/ops.h): the
 // quantized kinds become int8 levels with one scale per block, and the dot products run in the
-// integer domain, one float scaling per block: AVX-512 VNNI for a few tokens (decode), AMX int8
-// tiles for batches of 16 tokens and more (prefill) where the CPU has them.
+// integer domain, one float scaling per block: AVX-512 VNNI (or AVX2 vpmaddubsw) for a few tokens
+// (decode), AMX int8 tiles for batches of 16 tokens and more (prefill) where the CPU has them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +98,7 @@ void matmul_rows(const PackedMatrix& w, const Activations& a, int64_t r0, int64_
 // ---- per-ISA entry points (internal; matmul_rows dispatches) ----
 namespace avx512 {
 bool has_kernel(DType type);
+// The interleaved layouts (pack_avx512.cpp): plain C++, shared by the AVX2 kernels.
 size_t group_bytes(DType type, int64_t cols);
 void pack_group(DType type, const uint8_t* rows_data, int64_t n_rows, int64_t cols, uint8_t* out);
 void unpack_row(DType type, const uint8_t* group, int64_t row_in_group, int64_t cols, float* out);
@@ -105,6 +107,14 @@ void quantize_levels(const float* x, int64_t cols, DType dot_type, int8_t* q, fl
 void matmul_groups(const PackedMatrix& w, const Activations& a, int64_t g0, int64_t g1, int64_t t0, int64_t t1, float* y,
                    int64_t ldy);
 }  // namespace avx512
+namespace avx2 {
+bool has_kernel(DType type);
+// The same levels, bytes for bytes, as the portable quantizer.
+void quantize_levels(const float* x, int64_t cols, DType dot_type, int8_t* q, float* d, int32_t* s32, int16_t* s16);
+// Tokens [t0, t1) of `a`, over the layouts of avx512::pack_group.
+void matmul_groups(const PackedMatrix& w, const Activations& a, int64_t g0, int64_t g1, int64_t t0, int64_t t1, float* y,
+                   int64_t ldy);
+}  // namespace avx2
 namespace amx {
 bool has_kernel(DType type);
 // Tokens [0, t_end), t_end a multiple of 16.
