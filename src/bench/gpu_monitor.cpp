@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <cmath>
 #include <utility>
 #include <type_traits>
 
@@ -172,7 +173,9 @@ bool GpuMonitor::read_gpm(void* earlier, void* later, Sample& s) const {
   double* fields[4] = {&s.sm_util_pct, &s.sm_occupancy_pct, &s.tensor_util_pct, &s.dram_bw_util_pct};
   bool any = false;
   for (int i = 0; i < 4; ++i) {
-    if (get.metrics[i].status != 0) continue;  // a metric this board lacks stays 0
+    // A metric this board lacks stays 0; so does one NVML could not compute for the period
+    // (it reports NaN when the two samples are too close together).
+    if (get.metrics[i].status != 0 || !std::isfinite(get.metrics[i].value)) continue;
     *fields[i] = get.metrics[i].value;
     any = true;
   }

@@ -265,7 +265,7 @@ TEST(BenchGpuMonitor, WithoutNvmlItSaysWhyAndNothingBreaks) {
 // (Hopper and later) it reports SM and DRAM-bandwidth use for them.
 TEST(BenchGpuMonitor, SamplesAGpuAtWorkIncludingGpmWhereTheGpuHasIt) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  GpuMonitor gpu(0, 20);
+  GpuMonitor gpu(0, 100);  // the bench's 10 Hz: GPM needs some time between its samples
   if (!gpu.available()) GTEST_SKIP() << "NVML unavailable: " << gpu.reason();
   std::printf("  (GPM: %s)\n", gpu.gpm_available() ? "available" : gpu.gpm_reason().c_str());
   gpu.start();
@@ -273,7 +273,7 @@ TEST(BenchGpuMonitor, SamplesAGpuAtWorkIncludingGpmWhereTheGpuHasIt) {
   gpu.stop();
   EXPECT_GT(peaks.mem_gb_s, 0);
   const auto samples = gpu.samples();
-  ASSERT_GE(samples.size(), 10u);
+  ASSERT_GE(samples.size(), 5u);
   unsigned util_max = 0;
   double sm_max = 0, dram_max = 0;
   int with_gpm = 0;
