@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cublas_loader.h"
 #include "backend/mlx_convert.h"
+#include "backend/op_checks.h"
 #include "vireo/backend/backend.h"
 #include "vireo/core/mapped_file.h"
 #include "vireo/kernels/cuda/gemv.h"
@@ -33,15 +34,9 @@ void check_cublas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) fail(ErrorCode::Io, "cuBLAS {}: status {}", what, static_cast<int>(s));
 }
 
-void require(bool ok, const char* op, const char* what) {
-  if (!ok) fail(ErrorCode::InvalidArgument, "{}: {}", op, what);
-}
-void require_f32(const Buffer& b, const char* op) { require(b.type() == DType::F32, op, "activations must be F32"); }
-void require_shape(const Buffer& b, int64_t rows, int64_t cols, const char* op, const char* what) {
-  if (b.rows() != rows || b.cols() != cols) {
-    fail(ErrorCode::InvalidArgument, "{}: {} is [{}, {}], expected [{}, {}]", op, what, b.rows(), b.cols(), rows, cols);
-  }
-}
+using op_checks::require;
+using op_checks::require_f32;
+using op_checks::require_shape;
 
 // Device memory is cached: a block freed by its last Buffer waits, by device and rounded size,
 // for the next request. cudaMalloc costs far more than a forward pass's small buffers, and
@@ -453,17 +448,11 @@ class CudaBackend final : public Backend {
   void rope_pair(const Buffer& x, const Buffer* x2, const Buffer& positions, int n_heads, int n_heads2, int head_dim,
                  const RopeParams& p) {
     if (replaying("rope_pair")) return;
-    require_f32(x, "rope");
-    require(positions.type() == DType::I32 && positions.cols() == 1 && positions.rows() == x.rows(), "rope",
-            "positions must be I32 [n, 1]");
-    require(x.cols() == int64_t{n_heads} * head_dim, "rope", "x must be [n, n_heads*head_dim]");
+    op_checks::rope(x, positions, n_heads, head_dim, p);
     if (x2 != nullptr) {
       require_f32(*x2, "rope");
       require(x2->rows() == x.rows() && x2->cols() == int64_t{n_heads2} * head_dim, "rope", "k must be [n, n_head_kv*head_dim]");
     }
-    require(p.n_dims > 0 && p.n_dims <= head_dim && p.n_dims % 2 == 0, "rope", "n_dims must be even and <= head_dim");
-    require(p.freq_factors.empty() || static_cast<int>(p.freq_factors.size()) == p.n_dims / 2, "rope",
-            "freq_factors must have n_dims/2 values");
     if (p.style == RopeStyle::None) return;
     const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
     cuda::rope(x.as<float>(), x.stride(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, p.n_dims, p.style == RopeStyle::NeoX,
@@ -473,15 +462,8 @@ class CudaBackend final : public Backend {
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
     if (replaying("kv_write")) return;
-    require_f32(k, "kv_write");
-    require_f32(v, "kv_write");
-    require_shape(v, k.rows(), k.cols(), "kv_write", "v");
-    require(cells.type() == DType::I32 && cells.cols() == 1 && cells.rows() == k.rows(), "kv_write", "cells must be I32 [n, 1]");
-    require(k_cache.type() == v_cache.type() && (k_cache.type() == DType::F16 || k_cache.type() == DType::F32), "kv_write",
-            "caches must both be F16 or F32");
-    require(k_cache.cols() == k.cols() && v_cache.cols() == k.cols() && v_cache.rows() == k_cache.rows() &&
-                k_cache.stride() == v_cache.stride(),
-            "kv_write", "caches must be [cells, n_head_kv*head_dim]");
+    op_checks::kv_write(k, v, cells, k_cache, v_cache);
+    require(k_cache.stride() == v_cache.stride(), "kv_write", "caches must share one row stride");  // one kernel writes both
     cuda::kv_write(k.as<float>(), k.stride(), v.as<float>(), v.stride(), cells.as<int32_t>(), k.rows(), k.cols(), k_cache.data(),
                    v_cache.data(), k_cache.stride(), k_cache.rows(), k_cache.type() == DType::F16, stream_);
   }
@@ -489,15 +471,7 @@ class CudaBackend final : public Backend {
   void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
                  const Buffer& out) override {
     if (replaying("attention")) return;
-    require_f32(q, "attention");
-    require(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim > 0, "attention",
-            "n_head must be a multiple of n_head_kv");
-    require(q.cols() == int64_t{p.n_head} * p.head_dim, "attention", "q must be [n, n_head*head_dim]");
-    require_shape(out, q.rows(), q.cols(), "attention", "out");
-    require(k.type() == v.type() && (k.type() == DType::F16 || k.type() == DType::F32), "attention", "k and v must both be F16 or F32");
-    require(k.cols() == int64_t{p.n_head_kv} * p.head_dim && v.cols() == k.cols() && v.rows() == k.rows() && k.stride() == v.stride(),
-            "attention", "k and v must be [cells, n_head_kv*head_dim]");
-    require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == q.rows(), "attention", "ranges must be I32 [n, 2]");
+    op_checks::attention(q, k, v, ranges, p, out);
     cuda::AttentionShape a;
     a.rows = q.rows();
     a.n_head = p.n_head;
