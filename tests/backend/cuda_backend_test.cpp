@@ -17,6 +17,7 @@
 #include "test_util.h"
 #include "vireo/kernels/cuda/gemv.h"
 #include "vireo/kernels/ref/quant.h"
+#include "logit_agreement.h"
 #include "vireo/models/language_model.h"
 #include "vireo/models/synth.h"
 #include "vireo/runtime/generator.h"
@@ -431,38 +432,8 @@ struct Engine {
   std::unique_ptr<Generator> generator;
 };
 
-std::vector<double> log_softmax(const float* x, size_t n) {
-  double mx = x[0];
-  for (size_t i = 1; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
-  std::vector<double> out(n);
-  for (size_t i = 0; i < n; ++i) out[i] = x[i] - mx - std::log(sum);
-  return out;
-}
-
-struct Agreement {
-  double top1 = 0, decisive_top1 = 0, mean_kl = 0;
-};
-Agreement compare_logits(const std::vector<float>& want, const std::vector<float>& got, size_t V) {
-  const size_t n = want.size() / V;
-  size_t top1 = 0, decisive = 0, decisive_top1 = 0;
-  double kl_sum = 0;
-  for (size_t p = 0; p < n; ++p) {
-    const float* w = want.data() + p * V;
-    const float* g = got.data() + p * V;
-    const auto lp = log_softmax(w, V), lq = log_softmax(g, V);
-    for (size_t i = 0; i < V; ++i) kl_sum += std::exp(lp[i]) * (lp[i] - lq[i]);
-    const size_t wt = std::max_element(w, w + V) - w, gt = std::max_element(g, g + V) - g;
-    float second = -INFINITY;
-    for (size_t i = 0; i < V; ++i) {
-      if (i != wt) second = std::max(second, w[i]);
-    }
-    top1 += wt == gt;
-    if (w[wt] - second >= 0.1f) ++decisive, decisive_top1 += wt == gt;
-  }
-  return {static_cast<double>(top1) / n, static_cast<double>(decisive_top1) / std::max<size_t>(decisive, 1), kl_sum / n};
-}
+using test::compare_logits;
+using test::LogitAgreement;
 
 TEST(CudaBackend, SyntheticDecodersScoreLikeTheCpu) {
   VIREO_REQUIRE_GPU();
@@ -493,7 +464,7 @@ TEST(CudaBackend, SyntheticDecodersScoreLikeTheCpu) {
     for (int32_t chunk : {512, 4}) {
       const auto want = on_cpu.generator->score(ids, chunk), got = on_gpu.generator->score(ids, chunk);
       ASSERT_EQ(want.size(), got.size());
-      const Agreement a = compare_logits(want, got, V);
+      const LogitAgreement a = compare_logits(want, got, V);
       std::printf("  %s %s chunk %d: top-1 %.4f (decisive %.4f), mean KL %.2e\n", c.preset, c.type, chunk, a.top1, a.decisive_top1,
                   a.mean_kl);
       EXPECT_GE(a.decisive_top1, 0.99);

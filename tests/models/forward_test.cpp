@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "logit_agreement.h"
 #include "reference_engine.h"
 #include "test_util.h"
 #include "vireo/backend/backend.h"
@@ -88,18 +89,6 @@ std::string synth_case_name(const testing::TestParamInfo<SynthCase>& info) {
 
 class SynthGolden : public testing::TestWithParam<SynthCase> {};
 
-// log-softmax of one row, in double.
-std::vector<double> log_softmax(const float* x, size_t n) {
-  double mx = x[0];
-  for (size_t i = 1; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<double> out(n);
-  for (size_t i = 0; i < n; ++i) out[i] = x[i] - lse;
-  return out;
-}
-
 TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
   VIREO_REQUIRE_LLAMA_REF();
   const SynthCase& c = GetParam();
@@ -133,31 +122,16 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
   // positions have their top two logits closer than that: top-1 is compared where the reference's
   // lead is at least kDecisiveGap, and reported over all positions.
   constexpr double kDecisiveGap = 0.1;
-  size_t top1 = 0, decisive = 0, decisive_top1 = 0;
-  double kl_sum = 0, kl_max = 0;
+  std::vector<float> want;
+  want.reserve(kPositions * V);
   for (size_t p = 0; p < kPositions; ++p) {
-    const auto want_row = ref["positions"][p]["logits"].get<std::vector<float>>();
-    ASSERT_EQ(want_row.size(), V);
-    const float* got_row = logits.data() + p * V;
-    const auto lp = log_softmax(want_row.data(), V), lq = log_softmax(got_row, V);
-    double kl = 0;
-    for (size_t i = 0; i < V; ++i) kl += std::exp(lp[i]) * (lp[i] - lq[i]);
-    kl_sum += kl;
-    kl_max = std::max(kl_max, kl);
-    const size_t want_top = std::max_element(want_row.begin(), want_row.end()) - want_row.begin();
-    const size_t got_top = std::max_element(got_row, got_row + V) - got_row;
-    float second = -INFINITY;
-    for (size_t i = 0; i < V; ++i) {
-      if (i != want_top) second = std::max(second, want_row[i]);
-    }
-    top1 += want_top == got_top;
-    if (want_row[want_top] - second >= kDecisiveGap) {
-      ++decisive;
-      decisive_top1 += want_top == got_top;
-    }
+    const auto row = ref["positions"][p]["logits"].get<std::vector<float>>();
+    ASSERT_EQ(row.size(), V);
+    want.insert(want.end(), row.begin(), row.end());
   }
-  const double agreement = static_cast<double>(top1) / kPositions, mean_kl = kl_sum / kPositions;
-  const double decisive_agreement = static_cast<double>(decisive_top1) / std::max<size_t>(decisive, 1);
+  const test::LogitAgreement a = test::compare_logits(want, logits, V, kDecisiveGap);
+  const double agreement = a.top1, mean_kl = a.mean_kl, kl_max = a.max_kl, decisive_agreement = a.decisive_top1;
+  const size_t decisive = a.decisive;
   RecordProperty("top1_agreement", std::to_string(agreement));
   RecordProperty("decisive_top1_agreement", std::to_string(decisive_agreement));
   RecordProperty("mean_kl", std::to_string(mean_kl));
