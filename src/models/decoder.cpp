@@ -138,6 +138,7 @@ class Decoder final : public LanguageModel {
     Buffer att = att_.rows_view(0, n);    // [n, n_head*head_dim] attention output
     Buffer gate = gate_.rows_view(0, n);  // [n, n_ff]
     Buffer up = up_.rows_view(0, n);      // [n, n_ff]
+    const Buffer hn = h_.rows_view(0, n_out);  // the output rows, normed for the logits
     be_.get_rows(*token_embd_, ids, x);
     bool gathered = false;  // x holds just the output rows, in output order
 
@@ -190,12 +191,11 @@ class Decoder final : public LanguageModel {
       if (!last) {
         be_.add_rms_norm(x, h, *layers_[il + 1].attn_norm, c.norm_eps, h);
       } else if (gathered || identity) {
-        be_.add_rms_norm(x, h, *output_norm_, c.norm_eps, h.rows_view(0, n_out));
+        be_.add_rms_norm(x, h, *output_norm_, c.norm_eps, hn);
       } else {
         be_.add(x, h, x);
       }
     }
-    const Buffer hn = h_.rows_view(0, n_out);
     if (!gathered && !identity) {
       const Buffer out_ids = upload_i32(out_ids_, batch.output_rows, n_out, 1);
       be_.gather_rows(x, out_ids, x_out_.rows_view(0, n_out));

@@ -364,7 +364,7 @@ class CudaBackend final : public Backend {
     }
     if (n == 0) return;
     if (n <= cuda::kMaxGemvTokens) {
-      // Decode: activations rounded once (unless the op before did it: see produced_qx), then
+      // Decode: activations rounded once (unless the op before did it: see produce_qx), then
       // the weights streamed, one launch per run of weights of one type.
       if (any_q8_dot && !rounded_by_previous_op(x)) {
         if (profile_) profile_op("matmul: round x");
@@ -425,16 +425,13 @@ class CudaBackend final : public Backend {
   void mul(const Buffer& a, const Buffer& b, const Buffer& out) override { binary(cuda::Binary::Mul, a, b, out, "mul"); }
   void silu_mul(const Buffer& gate, const Buffer& up, const Buffer& out) override {
     if (replaying("silu_mul")) return;
+    require_binary(gate, up, out, "silu_mul");
     if (cuda::QuantizedActivations* qx = produce_qx(out)) {
-      require_f32(gate, "silu_mul");
-      require_f32(up, "silu_mul");
-      require_shape(up, gate.rows(), gate.cols(), "silu_mul", "up");
-      require_shape(out, gate.rows(), gate.cols(), "silu_mul", "out");
       cuda::silu_mul_quantize(gate.as<float>(), gate.stride(), up.as<float>(), up.stride(), gate.rows(), gate.cols(), out.as<float>(),
                               out.stride(), *qx, stream_);
       return;
     }
-    binary(cuda::Binary::SiluMul, gate, up, out, "silu_mul");
+    launch_binary(cuda::Binary::SiluMul, gate, up, out);
   }
   void gelu(const Buffer& x, const Buffer& out) override { binary(cuda::Binary::Gelu, x, x, out, "gelu"); }
 
@@ -535,13 +532,20 @@ class CudaBackend final : public Backend {
  private:
   void binary(cuda::Binary op, const Buffer& a, const Buffer& b, const Buffer& out, const char* name) {
     if (replaying(name)) return;
+    require_binary(a, b, out, name);
+    launch_binary(op, a, b, out);
+  }
+  void require_binary(const Buffer& a, const Buffer& b, const Buffer& out, const char* name) const {
     require_f32(a, name);
     require_f32(b, name);
     require_f32(out, name);
     require_shape(b, a.rows(), a.cols(), name, "the second operand");
     require_shape(out, a.rows(), a.cols(), name, "out");
+  }
+  void launch_binary(cuda::Binary op, const Buffer& a, const Buffer& b, const Buffer& out) {
     cuda::binary(op, a.as<float>(), a.stride(), b.as<float>(), b.stride(), out.as<float>(), out.stride(), a.rows(), a.cols(), stream_);
   }
+
 
   // out [n, rows] = x [n, cols] · Wᵀ on tensor cores. cuBLAS is column-major: a row-major W is a
   // column-major [cols, rows] matrix, so C (column-major [rows, n]) = op_T(W) · x is out.
@@ -604,8 +608,8 @@ class CudaBackend final : public Backend {
   }
 
   // VIREO_CUDA_PROFILE=1: the GPU time of each op, by name, printed when the backend closes.
-  // Each op is timed with events after the previous one finished (graphs off), so the sums are
-  // kernel time without launch gaps; the wall time of a step minus their sum is the gaps.
+  // Each op is timed with events once the previous one has finished (graphs off), so an op's time
+  // is its kernels plus its own launch latency (several microseconds), never another op's.
   struct OpTime {
     double ms = 0;
     uint64_t calls = 0;

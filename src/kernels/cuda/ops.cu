@@ -151,17 +151,6 @@ __global__ void add_bias_kernel(float* x, int64_t ldx, int64_t rows, int64_t col
 
 constexpr int kRowThreads = 256;
 
-__global__ void rms_norm_kernel(const float* x, int64_t ldx, const float* w, float eps, int64_t cols, float* out, int64_t ldo) {
-  __shared__ float sh[32];
-  const float* xr = x + blockIdx.x * ldx;
-  float ss = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
-  ss = block_sum(ss, sh);
-  const float inv = rsqrtf(ss / static_cast<float>(cols) + eps);
-  float* o = out + blockIdx.x * ldo;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = xr[c] * inv * w[c];
-}
-
 // x += h (when h is given), out = rms_norm(x) * w, and out rounded to Q8_0 blocks into xq/xd/xs
 // (when given; cols a multiple of 32): a residual add, the next norm and the next product's
 // activations in one launch. A decode step has one row, so one block does all of it: every load
@@ -772,13 +761,6 @@ void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bi
   if (rows * cols == 0) return;
   add_bias_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(x, ldx, rows, cols, bias);
   check_launch("add_bias");
-}
-
-void rms_norm(const float* x, int64_t ldx, const float* w, float eps, int64_t rows, int64_t cols, float* out, int64_t ldo,
-              Stream s) {
-  if (rows == 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, w, eps, cols, out, ldo);
-  check_launch("rms_norm");
 }
 
 void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,

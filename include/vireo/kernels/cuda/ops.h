@@ -24,8 +24,6 @@ void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb,
             int64_t cols, Stream s);
 // x[r, :] += bias.
 void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s);
-void rms_norm(const float* x, int64_t ldx, const float* w, float eps, int64_t rows, int64_t cols, float* out, int64_t ldo,
-              Stream s);
 // x += h (h null: no add); out = rms_norm(x) * w; with qx, out is also rounded into qx exactly as
 // quantize_activations rounds it (cols a multiple of 32). A decoder's residual add, its next norm
 // and the next product's activations in one launch.
