@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "vireo/core/error.h"
+#include "vireo/core/mapped_file.h"
 #include "vireo/formats/gguf.h"
 #include "vireo/formats/model.h"
 
@@ -89,7 +90,10 @@ Model load_gguf_model(const std::string& path) {
     w.file_mapped = true;
     m.weights.emplace(t.name, std::move(w));
   }
-  m.owners.push_back(file);
+  m.owners.push_back(file->mapping());
+  // Everything before the tensor data (metadata, the vocabulary) has been read into the model:
+  // its file pages need not stay resident.
+  drop_resident_pages(file->mapping()->bytes().data(), static_cast<size_t>(f.data_offset()));
   c.tied_embeddings = has_weights && c.causal && m.find("output.weight") == nullptr;  // encoders have no output head
   c.qkv_bias = m.find("blk.0.attn_q.bias") != nullptr;
   c.qk_norm = m.find("blk.0.attn_q_norm.weight") != nullptr;

@@ -56,9 +56,11 @@ class Decoder final : public LanguageModel {
     if (c.rope.scaling == RopeScaling::Yarn) fail(ErrorCode::Unsupported, "YaRN rope scaling is not supported yet");
     auto mat = [&](const std::string& name) { return prep(name, WeightUse::Matmul); };
     auto vec = [&](const std::string& name) { return prep(name, WeightUse::Vector); };
-    token_embd_ = prep("token_embd.weight", WeightUse::Rows);
     output_norm_ = vec("output_norm.weight");
     output_ = mat(c.tied_embeddings ? "token_embd.weight" : "output.weight");
+    // Tied: the embedding rows are read from the output head's own copy, so the file's pages of
+    // the table never become resident (each looked-up row would fault in 64 KiB of the file).
+    token_embd_ = c.tied_embeddings ? output_ : prep("token_embd.weight", WeightUse::Rows);
     for (uint32_t i = 0; i < c.n_layer; ++i) {
       const std::string b = fmt::format("blk.{}.", i);
       LayerWeights l;

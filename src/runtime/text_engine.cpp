@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <optional>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "vireo/core/error.h"
 
@@ -73,6 +76,11 @@ TextEngine::TextEngine(std::shared_ptr<Model> model, const EngineOptions& option
   for (int32_t id = 0; id < static_cast<int32_t>(model_->config.n_vocab); ++id) {
     if (tokenizer_->is_eog(id)) eog_tokens_.push_back(id);
   }
+#ifdef __GLIBC__
+  // Loading freed megabytes of small blocks (the file's parsed metadata, the vocabulary's
+  // temporaries); hand those pages back rather than carry them for the engine's lifetime.
+  malloc_trim(0);
+#endif
 }
 
 const Tokenizer& TextEngine::tokenizer() const {

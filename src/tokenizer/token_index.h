@@ -25,11 +25,38 @@ inline uint64_t hash_bytes(std::string_view s) {
   return h ^ (h >> 29);
 }
 
+// Strings by id in one character buffer: a 128k-token vocabulary costs its bytes plus 4 per entry,
+// not a std::string header (32 bytes) and often a heap block per entry.
+class StringTable {
+ public:
+  void reserve(size_t n, size_t chars) {
+    ends_.reserve(n);
+    chars_.reserve(chars);
+  }
+  void push_back(std::string_view s) {
+    chars_.append(s);
+    ends_.push_back(static_cast<uint32_t>(chars_.size()));
+  }
+  std::string_view operator[](size_t i) const {
+    const uint32_t begin = i == 0 ? 0 : ends_[i - 1];
+    return {chars_.data() + begin, ends_[i] - begin};
+  }
+  size_t size() const { return ends_.size(); }
+  void shrink_to_fit() {
+    chars_.shrink_to_fit();
+    ends_.shrink_to_fit();
+  }
+
+ private:
+  std::string chars_;
+  std::vector<uint32_t> ends_;
+};
+
 // Maps strings (owned by `strings`, indexed by id) to ids. Inserting a string already present
 // replaces its id, as llama.cpp's token_to_id map does for duplicate tokens.
 class StringIndex {
  public:
-  void build(const std::vector<std::string>* strings, size_t expected) {
+  void build(const StringTable* strings, size_t expected) {
     strings_ = strings;
     size_t cap = 16;
     while (cap < expected * 2) cap <<= 1;
@@ -37,7 +64,7 @@ class StringIndex {
     mask_ = cap - 1;
   }
   void insert(int32_t id) {
-    const std::string& s = (*strings_)[id];
+    const std::string_view s = (*strings_)[id];
     for (size_t i = hash_bytes(s) & mask_;; i = (i + 1) & mask_) {
       if (slots_[i] < 0 || (*strings_)[slots_[i]] == s) {
         slots_[i] = id;
@@ -54,7 +81,7 @@ class StringIndex {
   }
 
  private:
-  const std::vector<std::string>* strings_ = nullptr;
+  const StringTable* strings_ = nullptr;
   std::vector<int32_t> slots_;
   size_t mask_ = 0;
 };

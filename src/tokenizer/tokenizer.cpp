@@ -167,12 +167,12 @@ struct Tokenizer::Impl {
 
   // Vocabulary, then "virtual" strings past n_vocab: BPE merge parts and results that are not tokens.
   int32_t n_vocab = 0;
-  std::vector<std::string> strings;
+  tok::StringTable strings;
   std::vector<float> scores;
   std::vector<uint32_t> attrs;
   tok::StringIndex index;
   size_t max_token_len = 0;
-  std::vector<std::string> pieces;  // token_to_piece(id, special = true)
+  tok::StringTable pieces;  // token_to_piece(id, special = true)
 
   int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, sep = -1, pad = -1, mask = -1;
   bool add_bos = false, add_eos = false, add_sep = false, add_space_prefix = false;
@@ -191,7 +191,7 @@ struct Tokenizer::Impl {
     const int32_t id = index.find(s);
     return id < n_vocab ? id : -1;
   }
-  int32_t intern(const std::string& s) {  // id of s, adding a virtual string when s is not a token
+  int32_t intern(std::string_view s) {  // id of s, adding a virtual string when s is not a token
     int32_t id = index.find(s);
     if (id >= 0) return id;
     strings.push_back(s);
@@ -233,10 +233,12 @@ std::unique_ptr<Tokenizer> Tokenizer::create(const TokenizerData& d) {
   t.n_vocab = n;
 
   // Vocabulary. llama.cpp renames empty entries so that every token has a distinct, non-empty text.
-  t.strings.reserve(d.tokens.size() + 1024);
+  size_t vocab_chars = 0;
+  for (const std::string& tkn : d.tokens) vocab_chars += tkn.size();
+  t.strings.reserve(d.tokens.size() + d.merges.size() / 4 + 1024, vocab_chars + vocab_chars / 4);
   for (int32_t i = 0; i < n; ++i) {
     t.strings.push_back(d.tokens[i].empty() && !t.hf ? fmt::format("[EMPTY_{}]", i) : d.tokens[i]);
-    t.max_token_len = std::max(t.max_token_len, t.strings.back().size());
+    t.max_token_len = std::max(t.max_token_len, t.strings[i].size());
   }
   t.scores.assign(n, 0.0f);
   if (!d.scores.empty()) {
@@ -451,8 +453,10 @@ std::unique_ptr<Tokenizer> Tokenizer::create(const TokenizerData& d) {
   }
 
   // token_to_piece cache (special = true), as llama.cpp builds it.
-  t.pieces.resize(n);
-  for (int32_t i = 0; i < n; ++i) t.pieces[i] = t.piece_of(i);
+  t.pieces.reserve(n, vocab_chars);
+  for (int32_t i = 0; i < n; ++i) t.pieces.push_back(t.piece_of(i));
+  t.pieces.shrink_to_fit();
+  t.strings.shrink_to_fit();
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
@@ -479,7 +483,7 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
     while (i < text.size()) {
       int32_t best = -1;
       for (int32_t id : cands) {
-        const std::string& s = strings[id];
+        const std::string_view s = strings[id];
         if (text.compare(i, s.size(), s) == 0 && (best < 0 || s.size() > strings[best].size())) best = id;
       }
       if (best < 0) {
@@ -506,7 +510,7 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
   std::vector<Fragment> next;
   for (int32_t id : special) {
     if (!usable(id)) continue;
-    const std::string& s = strings[id];
+    const std::string_view s = strings[id];
     bool any = false;
     for (const Fragment& f : out) {
       if (f.token < 0 && f.length >= s.size() && text.substr(f.offset, f.length).find(s) != std::string_view::npos) {
@@ -841,9 +845,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
 // Decode
 
 std::string Tokenizer::Impl::piece_of(int32_t id) const {
-  const std::string& text = strings[id];
+  const std::string_view text = strings[id];
   const uint32_t a = attrs[id];
-  if (a & (kUnknown | kControl | kUserDefined)) return text;
+  if (a & (kUnknown | kControl | kUserDefined)) return std::string(text);
   if (a & kNormal) {
     if (kind == TokenizerKind::BytePairEncoding) {
       // GPT-2 byte-level characters back to bytes; llama.cpp marks characters outside the mapping.
@@ -859,18 +863,19 @@ std::string Tokenizer::Impl::piece_of(int32_t id) const {
           unicode::append_utf8(utf8, cp > 0x10FFFF ? 0xFFFD : cp);
           out += "[UNK_BYTE_0x";
           for (unsigned char c : utf8) out += fmt::format("{:02x}", c);
-          out += text + "]";
+          out.append(text);
+          out += "]";
         }
       }
       return out;
     }
-    std::string out = text;
+    std::string out(text);
     replace_all(out, kSpaceMarker, " ");
     return out;
   }
   if (a & kByte) {
     if (text.size() >= 5) {
-      const std::string hex = text.substr(3, 2);
+      const std::string hex(text.substr(3, 2));
       return std::string(1, static_cast<char>(std::strtol(hex.c_str(), nullptr, 16)));
     }
     return "";
@@ -882,7 +887,7 @@ std::string Tokenizer::token_to_piece(int32_t id, bool special) const {
   const Impl& t = *impl_;
   if (id < 0 || id >= t.n_vocab) fail(ErrorCode::InvalidArgument, "token id {} is outside the vocabulary of {}", id, t.n_vocab);
   if (!special && (t.attrs[id] & (kUnknown | kControl))) return "";
-  return t.pieces[id];
+  return std::string(t.pieces[id]);
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool remove_special, bool unparse_special) const {
@@ -908,7 +913,7 @@ bool Tokenizer::is_eog(int32_t id) const { return impl_->eog.count(id) > 0; }
 bool Tokenizer::is_control(int32_t id) const {
   return id >= 0 && id < impl_->n_vocab && (impl_->attrs[id] & (kControl | kUnknown));
 }
-const std::string& Tokenizer::token_text(int32_t id) const {
+std::string_view Tokenizer::token_text(int32_t id) const {
   if (id < 0 || id >= impl_->n_vocab) {
     fail(ErrorCode::InvalidArgument, "token id {} is outside the vocabulary of {}", id, impl_->n_vocab);
   }

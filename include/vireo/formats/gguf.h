@@ -69,6 +69,9 @@ class File {
   uint64_t data_offset() const { return data_offset_; }
   uint64_t file_size() const { return size_; }
   const std::string& path() const { return path_; }
+  // The mapping that tensor data points into (null for parse()): a model keeps this alive, not the
+  // whole File, so the parsed metadata (a vocabulary's strings: megabytes) is freed after loading.
+  std::shared_ptr<const MappedFile> mapping() const { return map_; }
 
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }
   const Value* find(const std::string& key) const;

@@ -46,7 +46,7 @@ class Tokenizer {
   bool add_eos() const;
   bool is_eog(int32_t id) const;      // ends generation (EOS, EOT, <|im_end|>, ...)
   bool is_control(int32_t id) const;  // control or unknown-type: not rendered unless asked
-  const std::string& token_text(int32_t id) const;  // the raw vocabulary entry
+  std::string_view token_text(int32_t id) const;  // the raw vocabulary entry
   int32_t token_id(std::string_view text) const;    // -1 when not in the vocabulary
 
   struct Impl;
