@@ -6,7 +6,8 @@
 //
 // Counters: bytes_per_second counts weight bytes read; FLOP/s counts 2·rows·cols per token;
 // tok/s for the model benchmarks (prefill: 128 prompt tokens; decode: one token after 128).
-// VIREO_BENCH_THREADS sets the thread count (default: one per core).
+// VIREO_BENCH_THREADS sets the thread count (default: one per core); VIREO_BENCH_ISA caps the
+// backend benchmarks' instruction set (avx2, avx512, ...; default: the best the CPU has).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -28,6 +29,12 @@ using vireo::DType;
 unsigned bench_threads() {
   const char* env = std::getenv("VIREO_BENCH_THREADS");
   return env != nullptr ? static_cast<unsigned>(std::atoi(env)) : 0;
+}
+
+// The backend benchmarks' instruction-set cap ("avx2", "avx512", ...; unset: the best).
+std::string bench_isa() {
+  const char* env = std::getenv("VIREO_BENCH_ISA");
+  return env != nullptr ? env : "";
 }
 
 std::vector<uint8_t> random_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
@@ -75,7 +82,7 @@ void BM_MatmulKernel(benchmark::State& state, DType type) {
 // memory as in a real decode step.
 void BM_MatmulBackend(benchmark::State& state, DType type) {
   const int64_t rows = 2048, cols = 8192, n = state.range(0);
-  auto be = vireo::create_cpu_backend({.n_threads = bench_threads()});
+  auto be = vireo::create_cpu_backend({.n_threads = bench_threads(), .isa = bench_isa()});
   const size_t one = vireo::ref::row_bytes(type, cols) * rows;
   const size_t copies = std::max<size_t>(2, (size_t{256} << 20) / one + 1);
   const auto bytes = random_matrix(type, rows, cols, 2);
@@ -132,7 +139,7 @@ ModelFixture* model_fixture() {
     if (path == nullptr) return nullptr;
     f = std::make_unique<ModelFixture>();
     f->model = std::make_shared<vireo::Model>(vireo::load_model(path));
-    f->backend = vireo::create_cpu_backend({.n_threads = bench_threads()});
+    f->backend = vireo::create_cpu_backend({.n_threads = bench_threads(), .isa = bench_isa()});
     f->lm = vireo::create_decoder(f->model, *f->backend);
     f->cache = std::make_unique<vireo::KvCache>(*f->lm, 1024);
   }

