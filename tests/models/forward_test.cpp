@@ -120,7 +120,9 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
   // (KV cache) or Q8 (activation) rounding boundary, the random-weight network spreads the change
   // to every logit (0.03 to 0.08 here). Synthetic next-token distributions are flat, so some
   // positions have their top two logits closer than that: top-1 is compared where the reference's
-  // lead is at least kDecisiveGap, and reported over all positions.
+  // lead is at least kDecisiveGap, and reported over all positions. llama.cpp's own decode path
+  // (one token at a time) differs from its prompt path by as much (quantized: top-1 0.93-0.98),
+  // so that is the bar for all positions.
   constexpr double kDecisiveGap = 0.1;
   std::vector<float> want;
   want.reserve(kPositions * V);
@@ -130,6 +132,20 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
     want.insert(want.end(), row.begin(), row.end());
   }
   const test::LogitAgreement a = test::compare_logits(want, logits, V, kDecisiveGap);
+  // The noise floor: llama.cpp against itself, one token at a time (its decode kernels) instead
+  // of the whole prompt in one batch (its prompt kernels). Both are llama.cpp's correct answers.
+  const auto ref1 = test::run_llama_ref({"logits", path, "--ids", join_ids(ids), "--full", "--top", "1", "--threads", "2", "--batch", "1"});
+  ASSERT_FALSE(ref1.contains("error")) << ref1.dump().substr(0, 500);
+  std::vector<float> self;
+  self.reserve(kPositions * V);
+  for (size_t p = 0; p < kPositions; ++p) {
+    const auto row = ref1["positions"][p]["logits"].get<std::vector<float>>();
+    ASSERT_EQ(row.size(), V);
+    self.insert(self.end(), row.begin(), row.end());
+  }
+  const test::LogitAgreement floor = test::compare_logits(want, self, V, kDecisiveGap);
+  std::printf("  %s %s: llama.cpp one token at a time vs its whole prompt: top-1 %.4f (%.4f decisive), mean KL %.2e, max KL %.2e\n",
+              c.preset.c_str(), c.type.c_str(), floor.top1, floor.decisive_top1, floor.mean_kl, floor.max_kl);
   const double agreement = a.top1, mean_kl = a.mean_kl, kl_max = a.max_kl, decisive_agreement = a.decisive_top1;
   const size_t decisive = a.decisive;
   RecordProperty("top1_agreement", std::to_string(agreement));
@@ -139,6 +155,9 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
               c.preset.c_str(), c.type.c_str(), agreement, decisive_agreement, decisive, kDecisiveGap, mean_kl, kl_max);
   EXPECT_GE(decisive_agreement, 0.99);
   EXPECT_GE(agreement, 0.93);
+  // No further from llama.cpp's prompt path than llama.cpp's own decode path is.
+  EXPECT_GE(agreement, floor.top1 - 0.01);
+  EXPECT_LE(mean_kl, std::max(2 * floor.mean_kl, 1e-5));
   EXPECT_GE(decisive, kPositions / 2);
   EXPECT_LT(mean_kl, 0.01);
 }

@@ -3,7 +3,7 @@
 //
 //   node llama_ref.mjs generate    MODEL (--prompt TEXT | --prompt-ids 1,2,3) --n N [--special] [--no-bos]
 //                                        [--ignore-eog] [--ctx N] [--threads N (default 1)] [--timings]
-//   node llama_ref.mjs logits      MODEL --ids 1,2,3 [--top K] [--full] [--ctx N] [--threads N]
+//   node llama_ref.mjs logits      MODEL --ids 1,2,3 [--top K] [--full] [--ctx N] [--threads N] [--batch N]
 //        teacher-forced: evaluates the ids in one sequence and, after each of them, reports the raw
 //        next-token logits: the K largest ("top": [[id, logit], ...], default 8) and with --full all
 //        of them by id ("logits": [...], rounded to 6 significant digits).
@@ -226,7 +226,7 @@ async function cmdGenerate(llama, modelPath, opts) {
 // Teacher-forced next-token logits after every input id. The greedy sampler (temperature 0) leaves
 // the candidate logits untouched, so these are llama.cpp's raw logits.
 async function cmdLogits(llama, modelPath, opts) {
-    checkKnown(opts, ["ids", "top", "full", "ctx", "threads"]);
+    checkKnown(opts, ["ids", "top", "full", "ctx", "threads", "batch"]);
     if (opts.ids === undefined) throw new Error("logits needs --ids 1,2,3");
     const ids = idsOpt(opts, "ids");
     if (ids.length === 0) throw new Error("logits needs at least one id");
@@ -238,7 +238,10 @@ async function cmdLogits(llama, modelPath, opts) {
         if (vocab != null && id >= vocab) throw new Error(`id ${id} is outside the vocabulary of ${vocab}`);
     const ctxSize = intOpt(opts, "ctx", Math.min(model.trainContextSize, Math.max(512, ids.length)));
     if (ids.length > ctxSize) throw new Error(`${ids.length} ids exceed context size ${ctxSize}`);
-    const contextOptions = { contextSize: ctxSize, sequences: 1, batchSize: Math.min(ids.length, 512) };
+    // --batch 1 evaluates one token at a time (llama.cpp's decode kernels instead of its prompt ones).
+    const batch = intOpt(opts, "batch", Math.min(ids.length, 512));
+    if (batch < 1) throw new Error("--batch must be at least 1");
+    const contextOptions = { contextSize: ctxSize, sequences: 1, batchSize: batch };
     const threads = intOpt(opts, "threads", 1);
     if (threads > 0) contextOptions.threads = threads;
     const context = await model.createContext(contextOptions);
