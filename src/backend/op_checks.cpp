@@ -26,13 +26,16 @@ void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, c
           "freq_factors must have n_dims/2 values");
 }
 
+namespace {
+bool is_cache_type(DType t) { return t == DType::F16 || t == DType::F32 || t == DType::Q8_0; }
+}  // namespace
+
 void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) {
   require_f32(k, "kv_write");
   require_f32(v, "kv_write");
   require_shape(v, k.rows(), k.cols(), "kv_write", "v");
   require(cells.type() == DType::I32 && cells.cols() == 1 && cells.rows() == k.rows(), "kv_write", "cells must be I32 [n, 1]");
-  require(k_cache.type() == v_cache.type() && (k_cache.type() == DType::F16 || k_cache.type() == DType::F32), "kv_write",
-          "caches must both be F16 or F32");
+  require(k_cache.type() == v_cache.type() && is_cache_type(k_cache.type()), "kv_write", "caches must both be F16, F32 or Q8_0");
   require(k_cache.cols() == k.cols() && v_cache.cols() == k.cols() && v_cache.rows() == k_cache.rows(), "kv_write",
           "caches must be [cells, n_head_kv*head_dim]");
 }
@@ -44,7 +47,8 @@ void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& 
           "n_head must be a multiple of n_head_kv");
   require(q.cols() == int64_t{p.n_head} * p.head_dim, "attention", "q must be [n, n_head*head_dim]");
   require_shape(out, q.rows(), q.cols(), "attention", "out");
-  require(k.type() == v.type() && (k.type() == DType::F16 || k.type() == DType::F32), "attention", "k and v must both be F16 or F32");
+  require(k.type() == v.type() && is_cache_type(k.type()), "attention", "k and v must both be F16, F32 or Q8_0");
+  require(k.type() != DType::Q8_0 || p.head_dim % 32 == 0, "attention", "a Q8_0 cache needs whole blocks per head (head_dim % 32)");
   require(k.cols() == int64_t{p.n_head_kv} * p.head_dim && v.cols() == k.cols() && v.rows() == k.rows() && k.stride() == v.stride(),
           "attention", "k and v must be [cells, n_head_kv*head_dim]");
   require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == q.rows(), "attention", "ranges must be I32 [n, 2]");

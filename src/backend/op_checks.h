@@ -13,9 +13,9 @@ void require_shape(const Buffer& b, int64_t rows, int64_t cols, const char* op, 
 
 // x [n, n_heads*head_dim] F32, positions I32 [n, 1], n_dims and freq_factors consistent.
 void rope(const Buffer& x, const Buffer& positions, int n_heads, int head_dim, const RopeParams& p);
-// k, v F32 [n, kv]; cells I32 [n, 1]; caches both F16 or F32, [cells, kv].
+// k, v F32 [n, kv]; cells I32 [n, 1]; caches both F16, F32 or Q8_0, [cells, kv].
 void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache);
-// q/out [n, n_head*head_dim] F32; k, v F16 or F32 [cells, n_head_kv*head_dim] with one stride; ranges I32 [n, 2].
+// q/out [n, n_head*head_dim] F32; k, v F16, F32 or Q8_0 [cells, n_head_kv*head_dim] with one stride; ranges I32 [n, 2].
 void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
                const Buffer& out);
 

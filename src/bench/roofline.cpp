@@ -13,7 +13,7 @@ ModelCost model_cost(const ModelConfig& c, double weight_bytes, DType weights, D
   const double q = double(c.n_head) * c.head_dim, kv = double(c.n_head_kv) * c.head_dim;
   const double ffn = c.family == ArchFamily::Bert ? 2 * E * F : 3 * E * F;
   m.matmul_params = L * (E * q + 2 * E * kv + q * E + ffn) + double(c.n_vocab) * E;
-  const double kv_elem = kv_type == DType::F32 ? 4 : 2;
+  const double kv_elem = kv_type == DType::F32 ? 4 : kv_type == DType::Q8_0 ? 34.0 / 32 : 2;
   m.kv_bytes_per_pos = L * 2 * kv * kv_elem;
   m.attn_flops_per_pos = L * 4 * q;  // q.k and p.v
   m.quantized = weights != DType::F32 && weights != DType::F16 && weights != DType::BF16;

@@ -73,7 +73,7 @@ Runner add_bench(CLI::App& app) {
     std::vector<std::string> models, synthetic, types{"q4_0"}, pg;
     std::string prompts = "512", gens = "128", depths = "0", batches = "1", threads = "0";
     int reps = 5;
-    std::string output = "table", isa, report, peer, peer_bin, device = "auto";
+    std::string output = "table", isa, report, peer, peer_bin, device = "auto", kv_type = "f16";
     uint32_t layers = 0;
     bool refresh_probe = false, no_probe = false;
     std::string latency;
@@ -93,6 +93,7 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--type", o->types, "Weight types of --synthetic (comma-separated)")->delimiter(',');
   cmd->add_option("--layers", o->layers, "Layers of --synthetic (default: the preset's)");
   add_device_option(cmd, o->device);
+  add_kv_type_option(cmd, o->kv_type);
   cmd->add_option("-o,--output", o->output, "table, md, csv or json")->check(CLI::IsMember({"table", "json", "md", "csv"}))->capture_default_str();
   cmd->add_option("--report", o->report, "Write DIR/report.html (charts, roofline) and DIR/results.json");
   cmd->add_option("--peer", o->peer, "Run the same tests with another engine: llama.cpp")->check(CLI::IsMember({"llama.cpp"}));
@@ -196,6 +197,7 @@ Runner add_bench(CLI::App& app) {
         eo.device = device;
         eo.n_threads = static_cast<unsigned>(threads);
         eo.isa = o->isa;
+        eo.kv_type = kv_type_of(o->kv_type);
         eo.n_ctx = latency_mode || stress_mode ? 0 : max_cells;  // these two fit themselves to the model's context
         TextEngine engine(path, eo);
         HardwarePeaks peaks;

@@ -61,7 +61,7 @@ struct EngineFlags {
     cmd->add_option("-c,--ctx-size", ctx, "Context size in tokens (default: the model's, at most 4096)");
     cmd->add_option("--cpu-isa", isa, "Cap the CPU kernels: scalar, avx2, avx512, amx")
         ->check(CLI::IsMember({"scalar", "avx2", "avx512", "amx"}));
-    cmd->add_option("--kv-type", kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
+    add_kv_type_option(cmd, kv_type);
   }
   EngineOptions options() const {
     EngineOptions o;
@@ -69,7 +69,7 @@ struct EngineFlags {
     o.n_threads = threads;
     o.n_ctx = ctx;
     o.isa = isa;
-    o.kv_type = kv_type == "f32" ? DType::F32 : DType::F16;
+    o.kv_type = kv_type_of(kv_type);
     return o;
   }
 };

@@ -47,7 +47,7 @@ Runner add_serve(CLI::App& app) {
   add_device_option(cmd, o->device);
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
   cmd->add_option("--cpu-isa", o->isa, "Cap the CPU kernels: scalar, avx2, avx512, amx")->check(CLI::IsMember({"scalar", "avx2", "avx512", "amx"}));
-  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
+  add_kv_type_option(cmd, o->kv_type);
   return [o] {
     if (o->models.empty()) throw Error(ErrorCode::InvalidArgument, "give a model to serve: vireo serve MODEL");
     if (o->aliases.size() > o->models.size()) throw Error(ErrorCode::InvalidArgument, "more --alias names than models");
@@ -58,7 +58,7 @@ Runner add_serve(CLI::App& app) {
     load.engine.n_threads = o->threads;
     load.engine.isa = o->isa;
     load.engine.n_ctx = o->kv_size;
-    load.engine.kv_type = o->kv_type == "f32" ? DType::F32 : DType::F16;
+    load.engine.kv_type = kv_type_of(o->kv_type);
     load.scheduler.max_batch = o->parallel;
     load.scheduler.step_tokens = o->step_tokens;
     load.scheduler.max_queue = o->queue;

@@ -12,23 +12,32 @@ KvCache::KvCache(const LanguageModel& model, int64_t n_cells, DType type) : n_ce
   if (n_cells <= 0 || n_cells > std::numeric_limits<int32_t>::max()) {
     fail(ErrorCode::InvalidArgument, "KV cache of {} cells", n_cells);
   }
-  if (type != DType::F16 && type != DType::F32) fail(ErrorCode::Unsupported, "KV cache type must be F16 or F32");
+  if (type != DType::F16 && type != DType::F32 && type != DType::Q8_0) {
+    fail(ErrorCode::Unsupported, "KV cache type must be f16, f32 or q8_0");
+  }
+  // Q8_0 rounds each head's keys and values in blocks of 32, so a head must be whole blocks.
+  if (type == DType::Q8_0 && model.config().head_dim % 32 != 0) {
+    fail(ErrorCode::Unsupported, "a q8_0 KV cache needs a head size that is a multiple of 32; this model's is {} (use f16)",
+         model.config().head_dim);
+  }
   Backend& be = model.backend();
-  // Written once now, so the whole cache is resident from the start: memory use is what it will
-  // be under load, and no step pays for first-touch page faults.
-  const std::vector<uint8_t> zeros(static_cast<size_t>(n_cells * model.kv_dim()) * (type == DType::F16 ? 2 : 4), 0);
   for (uint32_t l = 0; l < model.config().n_layer; ++l) {
     buffers_.k.push_back(be.alloc(type, n_cells, model.kv_dim()));  // [n_cells, n_head_kv*head_dim]
     buffers_.v.push_back(be.alloc(type, n_cells, model.kv_dim()));
-    be.upload(buffers_.k.back(), zeros.data());
-    be.upload(buffers_.v.back(), zeros.data());
+  }
+  // Written once now, so the whole cache is resident from the start: memory use is what it will
+  // be under load, and no step pays for first-touch page faults.
+  const std::vector<uint8_t> zeros(buffers_.k.empty() ? 0 : buffers_.k[0].row_bytes() * static_cast<size_t>(n_cells), 0);
+  for (uint32_t l = 0; l < model.config().n_layer; ++l) {
+    be.upload(buffers_.k[l], zeros.data());
+    be.upload(buffers_.v[l], zeros.data());
   }
   free_[0] = static_cast<int32_t>(n_cells);
 }
 
 uint64_t KvCache::bytes() const {
   uint64_t n = 0;
-  for (const auto& b : buffers_.k) n += static_cast<uint64_t>(b.rows() * b.cols()) * b.element_size();
+  for (const auto& b : buffers_.k) n += static_cast<uint64_t>(b.rows()) * b.row_bytes();
   return 2 * n;
 }
 

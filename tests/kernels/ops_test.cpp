@@ -478,6 +478,29 @@ TEST_P(Backends, KvWriteRoundsToF16AtTheGivenCells) {
   EXPECT_THROW(be->kv_write(upload(k, n, dim), upload(v, n, dim), upload_i32({4, 10, 0}, n, 1), kc, vc), Error);
 }
 
+TEST_P(Backends, KvWriteRoundsToQ8_0AsTheReferenceQuantizer) {
+  std::mt19937 rng(33);
+  const int64_t n = 3, dim = 96, cells = 7;
+  const std::vector<float> k = random_floats(rng, n * dim, 3.0f), v = random_floats(rng, n * dim);
+  const Buffer kc = be->alloc(DType::Q8_0, cells, dim), vc = be->alloc(DType::Q8_0, cells, dim);
+  ASSERT_EQ(kc.row_bytes(), static_cast<size_t>(dim / 32 * 34));
+  be->kv_write(upload(k, n, dim), upload(v, n, dim), upload_i32({6, 2, 0}, n, 1), kc, vc);
+  std::vector<uint8_t> got(kc.row_bytes() * cells), want(kc.row_bytes());
+  for (int which = 0; which < 2; ++which) {
+    be->download(which == 0 ? kc : vc, got.data());
+    const std::vector<float>& src = which == 0 ? k : v;
+    for (const auto& [row, cell] : {std::pair{0, 6}, std::pair{1, 2}, std::pair{2, 0}}) {
+      ref::quantize_row(DType::Q8_0, src.data() + row * dim, want.data(), dim);
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + cell * static_cast<int64_t>(kc.row_bytes())))
+          << (which == 0 ? "k" : "v") << " row " << row;
+    }
+  }
+  EXPECT_THROW(be->alloc(DType::Q8_0, cells, 40), Error);  // not whole blocks
+  // Heads of 16 would split a block between two heads.
+  const AttentionParams p{6, 6, 16, 0.25f};
+  EXPECT_THROW(be->attention(upload(random_floats(rng, dim), 1, dim), kc, vc, upload_i32({0, 1}, 1, 2), p, poisoned(1, dim)), Error);
+}
+
 TEST_P(Backends, AttentionMatchesReference) {
   std::mt19937 rng(41);
   struct Case {
@@ -486,7 +509,8 @@ TEST_P(Backends, AttentionMatchesReference) {
   };
   for (const Case& c : {Case{4, 2, 64, DType::F16}, Case{8, 8, 32, DType::F32}, Case{32, 8, 64, DType::F16},
                         Case{16, 8, 128, DType::F16}, Case{2, 1, 8, DType::F16}, Case{14, 2, 64, DType::F16},
-                        Case{3, 3, 33, DType::F32}, Case{20, 1, 16, DType::F16}}) {
+                        Case{3, 3, 33, DType::F32}, Case{20, 1, 16, DType::F16}, Case{32, 8, 64, DType::Q8_0},
+                        Case{16, 8, 128, DType::Q8_0}, Case{4, 4, 32, DType::Q8_0}}) {
     SCOPED_TRACE(std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads, head_dim " +
                  std::to_string(c.head_dim));
     const int64_t cells = 300, kv_dim = int64_t{c.n_head_kv} * c.head_dim, q_dim = int64_t{c.n_head} * c.head_dim;
@@ -497,20 +521,31 @@ TEST_P(Backends, AttentionMatchesReference) {
     std::vector<float> kf = random_floats(rng, cells * kv_dim), vf = random_floats(rng, cells * kv_dim);
     Buffer kb = be->alloc(c.kv, cells, kv_dim), vb = be->alloc(c.kv, cells, kv_dim);
     std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-    if (c.kv == DType::F16) {
+    std::vector<uint8_t> kq(kb.row_bytes() * cells), vq(vb.row_bytes() * cells);  // Q8_0 rows
+    const void* k_ref = kf.data();
+    const void* v_ref = vf.data();
+    if (c.kv == DType::Q8_0) {
+      ref::quantize_row(DType::Q8_0, kf.data(), kq.data(), cells * kv_dim);
+      ref::quantize_row(DType::Q8_0, vf.data(), vq.data(), cells * kv_dim);
+      be->upload(kb, kq.data());
+      be->upload(vb, vq.data());
+      k_ref = kq.data();
+      v_ref = vq.data();
+    } else if (c.kv == DType::F16) {
       for (size_t i = 0; i < kf.size(); ++i) {
         kh[i] = fp32_to_fp16(kf[i]);
         vh[i] = fp32_to_fp16(vf[i]);
       }
       be->upload(kb, kh.data());
       be->upload(vb, vh.data());
+      k_ref = kh.data();
+      v_ref = vh.data();
     } else {
       be->upload(kb, kf.data());
       be->upload(vb, vf.data());
     }
     std::vector<float> want(static_cast<size_t>(n * q_dim));
-    ref::attention(q.data(), c.kv == DType::F16 ? static_cast<const void*>(kh.data()) : kf.data(),
-                   c.kv == DType::F16 ? static_cast<const void*>(vh.data()) : vf.data(), c.kv, ranges.data(), n,
+    ref::attention(q.data(), k_ref, v_ref, c.kv, ranges.data(), n,
                    c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), want.data());
     AttentionParams p{c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
     const Buffer out = poisoned(n, q_dim);

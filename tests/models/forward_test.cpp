@@ -24,14 +24,14 @@ namespace vireo {
 namespace {
 
 struct Engine {
-  explicit Engine(const std::string& path, const std::string& isa = "", int64_t n_ctx = 1024) {
+  explicit Engine(const std::string& path, const std::string& isa = "", int64_t n_ctx = 1024, DType kv_type = DType::F16) {
     model = std::make_shared<Model>(load_model(path));
     CpuBackendOptions o;
     o.n_threads = 2;
     o.isa = isa;
     backend = create_cpu_backend(o);
     lm = create_decoder(model, *backend);
-    cache = std::make_unique<KvCache>(*lm, n_ctx);
+    cache = std::make_unique<KvCache>(*lm, n_ctx, kv_type);
     generator = std::make_unique<Generator>(*lm, *cache);
   }
   std::shared_ptr<Model> model;
@@ -187,6 +187,37 @@ TEST(ForwardPaths, PortableAndSimdKernelsGiveTheSameTokens) {
     mag = std::max(mag, std::fabs(static_cast<double>(b[i])));
   }
   EXPECT_LE(err / mag, 1e-4);
+}
+
+TEST(ForwardPaths, Q8_0KvCacheTracksTheF16Cache) {
+  test::TempDir dir;
+  SynthOptions so;
+  so.preset = "llama3.2-1b";
+  so.type = "q8_0";
+  so.n_layer = 2;
+  so.vocab_size = 1024;
+  synthesize_model(so, dir.file("m.gguf"));
+  Engine f16(dir.file("m.gguf")), q8(dir.file("m.gguf"), "", 1024, DType::Q8_0);
+  EXPECT_EQ(q8.cache->bytes() * 32, f16.cache->bytes() * 17);  // 34 bytes per 32 values, not 64
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> pick(0, 1023);
+  std::vector<int32_t> ids(256);
+  for (auto& id : ids) id = pick(rng);
+  const std::vector<float> want = f16.generator->score(ids), got = q8.generator->score(ids);
+  const test::LogitAgreement a = test::compare_logits(want, got, 1024);
+  std::printf("  q8_0 KV against f16 KV: top-1 %.4f (%.4f decisive), mean KL %.2e\n", a.top1, a.decisive_top1, a.mean_kl);
+  EXPECT_GE(a.decisive_top1, 0.99);
+  EXPECT_LT(a.mean_kl, 0.01);
+
+  // A head that is not whole Q8_0 blocks (stories260K's are 8 wide) is refused by name.
+  if (const std::string stories = test::shared_file("models/stories260K.gguf"); !stories.empty()) {
+    try {
+      Engine e(stories, "", 64, DType::Q8_0);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // ---------------------------------------------------------------- bge-small embeddings

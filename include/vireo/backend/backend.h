@@ -24,11 +24,20 @@ namespace vireo {
 // A 2-D view of backend memory. Copies share the allocation (a shared_ptr keeps it alive); views
 // of rows or reshapes of a contiguous buffer share it too. Code outside the backend must not
 // dereference data(): on a GPU it is a device address.
+//
+// Elements are of a plain type, or Q8_0 (a KV cache): cols and stride then count elements, whole
+// 32-element blocks, and a row is cols/32 blocks of 34 bytes.
 class Buffer {
  public:
   Buffer() = default;
   Buffer(std::shared_ptr<void> storage, void* data, DType type, int64_t rows, int64_t cols, int64_t stride)
-      : storage_(std::move(storage)), data_(data), type_(type), rows_(rows), cols_(cols), stride_(stride) {}
+      : storage_(std::move(storage)), data_(data), type_(type), rows_(rows), cols_(cols), stride_(stride) {
+    const auto t = dtype_traits(type);
+    VIREO_CHECK(t.has_value() && cols % t->block_elems == 0 && stride % t->block_elems == 0);
+    block_elems_ = t->block_elems;
+    block_bytes_ = t->block_bytes;
+    stride_bytes_ = bytes_of(stride);
+  }
 
   bool empty() const { return data_ == nullptr; }
   DType type() const { return type_; }
@@ -36,18 +45,21 @@ class Buffer {
   int64_t cols() const { return cols_; }
   int64_t stride() const { return stride_; }  // elements from one row's start to the next
   bool contiguous() const { return stride_ == cols_; }
-  size_t element_size() const { return dtype_traits(type_)->block_bytes; }
+  size_t element_size() const { return block_bytes_; }  // plain types; a block's bytes for Q8_0
+  size_t row_bytes() const { return bytes_of(cols_); }
+  size_t stride_bytes() const { return stride_bytes_; }
   void* data() const { return data_; }
   template <typename T>
   T* as() const { return static_cast<T*>(data_); }
   template <typename T>
-  T* row(int64_t r) const { return static_cast<T*>(data_) + r * stride_; }
+  T* row(int64_t r) const {
+    return reinterpret_cast<T*>(static_cast<char*>(data_) + r * static_cast<int64_t>(stride_bytes_));
+  }
 
   // Rows [begin, begin + count) of this buffer.
   Buffer rows_view(int64_t begin, int64_t count) const {
     VIREO_CHECK(begin >= 0 && count >= 0 && begin + count <= rows_);
-    return Buffer(storage_, static_cast<char*>(data_) + begin * stride_ * static_cast<int64_t>(element_size()),
-                  type_, count, cols_, stride_);
+    return Buffer(storage_, row<char>(begin), type_, count, cols_, stride_);
   }
   // The same elements as [rows, cols]; the buffer must be contiguous.
   Buffer reshaped(int64_t rows, int64_t cols) const {
@@ -56,10 +68,16 @@ class Buffer {
   }
 
  private:
+  size_t bytes_of(int64_t elements) const {
+    return static_cast<size_t>(elements) / block_elems_ * block_bytes_;
+  }
+
   std::shared_ptr<void> storage_;
   void* data_ = nullptr;
   DType type_ = DType::F32;
   int64_t rows_ = 0, cols_ = 0, stride_ = 0;
+  uint32_t block_elems_ = 1, block_bytes_ = 4;
+  size_t stride_bytes_ = 0;
 };
 
 // A weight prepared by a backend. Backends subclass it with their own storage.
@@ -164,7 +182,8 @@ class Backend {
     rope(q, positions, n_head, head_dim, p);
     rope(k, positions, n_head_kv, head_dim, p);
   }
-  // Writes k and v ([n, n_head_kv*head_dim] F32) into rows cells[i] of the caches (F16 or F32,
+  // Writes k and v ([n, n_head_kv*head_dim] F32) into rows cells[i] of the caches (F16, F32, or
+  // Q8_0 where the backend allocates it, rounded as the reference quantizer does;
   // [n_cells, n_head_kv*head_dim]). cells: I32 [n, 1].
   virtual void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache,
                         const Buffer& v_cache) {
@@ -172,7 +191,7 @@ class Backend {
   }
   // Scaled dot-product attention. Query row i attends to K/V rows [begin_i, begin_i + count_i),
   // given by ranges (I32 [n, 2]: begin, count); causality is expressed by the ranges.
-  // q and out: [n, n_head*head_dim] F32; k, v: [cells, n_head_kv*head_dim] F16 or F32.
+  // q and out: [n, n_head*head_dim] F32; k, v: [cells, n_head_kv*head_dim] F16, F32 or Q8_0.
   virtual void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges,
                          const AttentionParams& p, const Buffer& out) {
     missing("attention");

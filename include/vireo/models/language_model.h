@@ -27,7 +27,7 @@ struct ForwardBatch {
   size_t size() const { return tokens.size(); }
 };
 
-// K and V cache buffers of every layer, each [n_cells, n_head_kv*head_dim] (F16 or F32).
+// K and V cache buffers of every layer, each [n_cells, n_head_kv*head_dim] (F16, F32, or Q8_0 on the CPU).
 struct KvBuffers {
   std::vector<Buffer> k, v;
 };

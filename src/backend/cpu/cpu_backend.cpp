@@ -53,24 +53,25 @@ class CpuBackend final : public Backend {
   // ---- memory ----
   Buffer alloc(DType type, int64_t rows, int64_t cols) override {
     const auto traits = dtype_traits(type);
-    if (!traits || traits->block_elems != 1) fail(ErrorCode::InvalidArgument, "alloc: buffers hold plain types only");
+    if (!traits || (traits->block_elems != 1 && type != DType::Q8_0)) {
+      fail(ErrorCode::InvalidArgument, "alloc: buffers hold plain types or Q8_0 only");
+    }
     if (rows < 0 || cols < 0) fail(ErrorCode::InvalidArgument, "alloc: negative shape [{}, {}]", rows, cols);
-    const size_t bytes = (static_cast<size_t>(rows * cols) * traits->block_bytes + 127) / 64 * 64;
+    if (cols % traits->block_elems != 0) {
+      fail(ErrorCode::InvalidArgument, "alloc: a {} row of {} elements is not whole blocks of {}", traits->name, cols, traits->block_elems);
+    }
+    const size_t bytes = (static_cast<size_t>(rows * (cols / traits->block_elems)) * traits->block_bytes + 127) / 64 * 64;
     void* p = std::aligned_alloc(64, bytes);
     if (p == nullptr) fail(ErrorCode::Io, "out of memory allocating a [{}, {}] buffer", rows, cols);
     return Buffer(std::shared_ptr<void>(p, std::free), p, type, rows, cols, cols);
   }
   void upload(const Buffer& buf, const void* host) override {
-    const size_t row = static_cast<size_t>(buf.cols()) * buf.element_size();
-    for (int64_t r = 0; r < buf.rows(); ++r) {
-      std::memcpy(buf.row<uint8_t>(0) + r * buf.stride() * buf.element_size(), static_cast<const uint8_t*>(host) + r * row, row);
-    }
+    const size_t row = buf.row_bytes();
+    for (int64_t r = 0; r < buf.rows(); ++r) std::memcpy(buf.row<uint8_t>(r), static_cast<const uint8_t*>(host) + r * row, row);
   }
   void download(const Buffer& buf, void* host) override {
-    const size_t row = static_cast<size_t>(buf.cols()) * buf.element_size();
-    for (int64_t r = 0; r < buf.rows(); ++r) {
-      std::memcpy(static_cast<uint8_t*>(host) + r * row, buf.row<uint8_t>(0) + r * buf.stride() * buf.element_size(), row);
-    }
+    const size_t row = buf.row_bytes();
+    for (int64_t r = 0; r < buf.rows(); ++r) std::memcpy(static_cast<uint8_t*>(host) + r * row, buf.row<uint8_t>(r), row);
   }
 
   // ---- weights ----
@@ -131,12 +132,11 @@ class CpuBackend final : public Backend {
     require(ids.type() == DType::I32 && ids.cols() == 1, "gather_rows", "ids must be I32 [n, 1]");
     require(src.type() == out.type() && src.cols() == out.cols() && out.rows() == ids.rows(), "gather_rows",
             "out must be [n, src.cols] of src's type");
-    const size_t row = static_cast<size_t>(src.cols()) * src.element_size();
+    const size_t row = src.row_bytes();
     for (int64_t i = 0; i < ids.rows(); ++i) {
       const int32_t id = *ids.row<int32_t>(i);
       if (id < 0 || id >= src.rows()) fail(ErrorCode::InvalidArgument, "gather_rows: row {} of {}", id, src.rows());
-      std::memmove(out.row<uint8_t>(0) + i * out.stride() * out.element_size(),
-                   src.row<uint8_t>(0) + id * src.stride() * src.element_size(), row);
+      std::memmove(out.row<uint8_t>(i), src.row<uint8_t>(id), row);
     }
   }
 
@@ -289,6 +289,8 @@ class CpuBackend final : public Backend {
         const Buffer& dst = which == 0 ? k_cache : v_cache;
         if (dst.type() == DType::F32) {
           std::memcpy(dst.row<float>(cell), src.row<float>(i), static_cast<size_t>(k.cols()) * sizeof(float));
+        } else if (dst.type() == DType::Q8_0) {
+          ref::quantize_row(DType::Q8_0, src.row<float>(i), dst.row<uint8_t>(cell), k.cols());
         } else if (cpu::uses_avx512(isa_)) {
           cpu::avx512::f32_to_f16(src.row<float>(i), k.cols(), dst.row<uint16_t>(cell));
         } else {

@@ -170,7 +170,10 @@ class CudaBackend final : public Backend {
   Buffer alloc(DType type, int64_t rows, int64_t cols) override {
     bind();
     const auto traits = dtype_traits(type);
-    if (!traits || traits->block_elems != 1) fail(ErrorCode::InvalidArgument, "alloc: buffers hold plain types only");
+    if (!traits || traits->block_elems != 1) {
+      fail(ErrorCode::Unsupported, "the CUDA backend holds buffers of plain types only, not {} (a Q8_0 KV cache runs on the CPU backend)",
+           traits ? traits->name : "this type");
+    }
     if (rows < 0 || cols < 0) fail(ErrorCode::InvalidArgument, "alloc: negative shape [{}, {}]", rows, cols);
     auto mem = device_alloc(static_cast<size_t>(rows * cols) * traits->block_bytes);
     void* p = mem.get();
@@ -181,7 +184,7 @@ class CudaBackend final : public Backend {
     ++op_seq_;  // may overwrite a buffer rounded into qx_
     if (profile_) profile_close();
     if (buf.rows() == 0 || buf.cols() == 0) return;
-    const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
+    const size_t row = buf.row_bytes(), pitch = buf.stride_bytes();
     if (mode_ != Mode::Eager) {  // a captured step reads its inputs from its own pinned staging
       const size_t bytes = row * static_cast<size_t>(buf.rows());
       Step& st = *step_;
@@ -191,7 +194,7 @@ class CudaBackend final : public Backend {
         st.uploads.push_back({offset, bytes});
         st.staged = offset + bytes;
         std::memcpy(st.staging + offset, host, bytes);
-        check_cuda(cudaMemcpy2DAsync(buf.data(), static_cast<size_t>(buf.stride()) * es, st.staging + offset, row, row,
+        check_cuda(cudaMemcpy2DAsync(buf.data(), pitch, st.staging + offset, row, row,
                                      static_cast<size_t>(buf.rows()), cudaMemcpyHostToDevice, stream_),
                    "upload");
         return;
@@ -203,7 +206,7 @@ class CudaBackend final : public Backend {
       return;
     }
     // Pageable source: the call returns once the data is staged, so `host` may go at once.
-    check_cuda(cudaMemcpy2DAsync(buf.data(), static_cast<size_t>(buf.stride()) * es, host, row, row, static_cast<size_t>(buf.rows()),
+    check_cuda(cudaMemcpy2DAsync(buf.data(), pitch, host, row, row, static_cast<size_t>(buf.rows()),
                                  cudaMemcpyHostToDevice, stream_),
                "upload");
   }
@@ -211,13 +214,13 @@ class CudaBackend final : public Backend {
     bind();
     if (mode_ != Mode::Eager) fail(ErrorCode::InvalidArgument, "download inside a captured step");
     if (buf.rows() == 0 || buf.cols() == 0) return;
-    const size_t es = buf.element_size(), row = static_cast<size_t>(buf.cols()) * es;
+    const size_t row = buf.row_bytes(), pitch = buf.stride_bytes();
     const size_t bytes = row * static_cast<size_t>(buf.rows());
     // Small results (a step's chosen ids) through pinned memory: a pageable copy costs a staging
     // round trip in the driver on every token.
     const bool small = bytes <= kStagingBytes;
     if (small && download_staging_ == nullptr) check_cuda(cudaMallocHost(&download_staging_, kStagingBytes), "pinned staging");
-    check_cuda(cudaMemcpy2DAsync(small ? download_staging_ : host, row, buf.data(), static_cast<size_t>(buf.stride()) * es, row,
+    check_cuda(cudaMemcpy2DAsync(small ? download_staging_ : host, row, buf.data(), pitch, row,
                                  static_cast<size_t>(buf.rows()), cudaMemcpyDeviceToHost, stream_),
                "download");
     synchronize();

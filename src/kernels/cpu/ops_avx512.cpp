@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/cpu/ops.h"
 
 // Everything below is compiled for these instruction sets (the caller checks the CPU first).
@@ -50,6 +51,11 @@ inline __m512 load_kv(const void* base, DType type, int64_t idx, __mmask16 m) {
     const auto* p = static_cast<const uint16_t*>(base) + idx;
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
   }
+  if (type == DType::Q8_0) {  // idx is a multiple of 16: the 16 values lie in one block
+    const auto* b = static_cast<const block_q8_0*>(base) + idx / QK8_0;
+    const __m128i q = _mm_maskz_loadu_epi8(m, b->qs + idx % QK8_0);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(b->d)));
+  }
   return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + idx);
 }
 
@@ -70,14 +76,21 @@ void attention_heads(const float* q, int n_q, const void* k, const void* v, DTyp
   // Scores: each K row is converted once and dotted with every query head of the group.
   float mx[16];
   std::fill(mx, mx + 16, -std::numeric_limits<float>::infinity());
+  constexpr int kMaxHeld = 8;  // heads up to 128 wide: the K row stays in registers
+  __m512 kr[kMaxHeld];
   for (int32_t c = 0; c < count; ++c) {
     const int64_t row = static_cast<int64_t>(begin + c) * kv_stride + off;
+    const bool held = chunks <= kMaxHeld;
+    if (held) {
+      for (int j = 0; j < chunks; ++j) kr[j] = load_kv(k, kv_type, row + 16 * j, tail_mask(head_dim - 16 * j));
+    }
     for (int h = 0; h < n_q; ++h) {
       const float* qh = q + static_cast<int64_t>(h) * head_dim;
       __m512 acc = _mm512_setzero_ps();
       for (int j = 0; j < chunks; ++j) {
         const __mmask16 m = tail_mask(head_dim - 16 * j);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + 16 * j), load_kv(k, kv_type, row + 16 * j, m), acc);
+        const __m512 kj = held ? kr[j] : load_kv(k, kv_type, row + 16 * j, m);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + 16 * j), kj, acc);
       }
       const float s = _mm512_reduce_add_ps(acc) * scale;
       scratch[static_cast<int64_t>(h) * count + c] = s;

@@ -202,6 +202,10 @@ void attention(const float* q, const void* k, const void* v, DType kv_type, cons
   auto load = [&](const void* base, int64_t cell, int64_t j) -> double {
     const int64_t idx = cell * kv_dim + j;
     if (kv_type == DType::F16) return fp16_to_fp32(static_cast<const uint16_t*>(base)[idx]);
+    if (kv_type == DType::Q8_0) {
+      const block_q8_0& b = static_cast<const block_q8_0*>(base)[idx / QK8_0];
+      return static_cast<double>(fp16_to_fp32(b.d)) * b.qs[idx % QK8_0];
+    }
     return static_cast<const float*>(base)[idx];
   };
   for (int64_t i = 0; i < n; ++i) {

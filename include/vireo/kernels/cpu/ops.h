@@ -28,7 +28,8 @@ void rope_row(float* x, const float* cos_sin, int n_heads, int head_dim, int n_d
 
 // Attention for one query token and one KV head: the `n_q` query heads that share KV head
 // `kv_head` (q and out point at the first of them, head_dim floats apart). K/V rows
-// [begin, begin + count) of caches with rows of kv_stride elements of kv_type (F16 or F32).
+// [begin, begin + count) of caches with rows of kv_stride elements of kv_type (F16, F32, or Q8_0
+// with head_dim a multiple of 32).
 // scratch: at least n_q * count floats.
 void attention_heads(const float* q, int n_q, const void* k, const void* v, DType kv_type, int64_t kv_stride,
                      int kv_head, int head_dim, int32_t begin, int32_t count, float scale, float* scratch,

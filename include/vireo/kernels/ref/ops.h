@@ -57,7 +57,7 @@ void rope(float* x, const int32_t* positions, int64_t n, int n_heads, int head_d
           int n_dims, const float* freq_factors, float freq_scale);
 
 // Scaled dot-product attention, exactly as the Backend op (see backend.h). k/v: [cells, n_head_kv*head_dim]
-// of kv_type (F16 or F32). ranges: [n][2] (begin, count).
+// of kv_type (F16, F32, or Q8_0 with head_dim a multiple of 32). ranges: [n][2] (begin, count).
 void attention(const float* q, const void* k, const void* v, DType kv_type, const int32_t* ranges, int64_t n,
                int n_head, int n_head_kv, int head_dim, float scale, float* out);
 
