@@ -134,6 +134,8 @@ class CudaBackend final : public Backend {
     name_ = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
     // VIREO_CUDA_GRAPHS=0 runs every op as its own launch (for profilers).
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
+    // Tuning: the most rows a product takes through the gemv kernels before the GEMM path.
+    if (const char* r = std::getenv("VIREO_CUDA_GEMV_ROWS")) gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, std::atoll(r));
     if (const char* p = std::getenv("VIREO_CUDA_PROFILE"); p != nullptr && std::string(p) != "0") {
       profile_ = true;
       graphs_ = false;
@@ -366,24 +368,28 @@ class CudaBackend final : public Backend {
       any_q8_dot = any_q8_dot || cuda::uses_q8_activations(m.type);
     }
     if (n == 0) return;
-    if (n <= cuda::kMaxGemvTokens) {
-      // Decode: activations rounded once (unless the op before did it: see produce_qx), then
-      // the weights streamed, one launch per run of weights of one type.
-      if (any_q8_dot && !rounded_by_previous_op(x)) {
-        if (profile_) profile_op("matmul: round x");
-        cuda::quantize_activations(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qx_, stream_);
-      }
-      if (profile_) profile_op("matmul: gemv");
-      for (size_t i = 0; i < ws.size();) {
-        cuda::GemvOutput group[cuda::kMaxGemvSegments];
-        size_t g = 0;
-        const cuda::DeviceMatrix& first = as_cuda(*ws[i]).matrix;
-        for (; i < ws.size() && g < std::size(group); ++i, ++g) {
-          const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
-          if (m.type != first.type || m.row_bytes != first.row_bytes) break;
-          group[g] = {&m, outs[i].as<float>(), outs[i].stride()};
+    if (n <= gemv_rows_) {
+      // Decode, of one sequence or a few: the weights streamed once per kMaxGemvTokens rows, with
+      // activations rounded once (unless the op before did it: see produce_qx), one launch per
+      // run of weights of one type. Up to gemv_rows_ rows this beats dequantizing every matrix
+      // for a GEMM.
+      const bool pre_rounded = rounded_by_previous_op(x);
+      if (profile_) profile_op(n <= cuda::kMaxGemvTokens ? "matmul: gemv" : "matmul: gemv, rows in chunks");
+      for (int64_t r0 = 0; r0 < n; r0 += cuda::kMaxGemvTokens) {
+        const Buffer xr = x.rows_view(r0, std::min<int64_t>(cuda::kMaxGemvTokens, n - r0));
+        const int nr = static_cast<int>(xr.rows());
+        if (any_q8_dot && !pre_rounded) cuda::quantize_activations(xr.as<float>(), xr.stride(), nr, xr.cols(), qx_, stream_);
+        for (size_t i = 0; i < ws.size();) {
+          cuda::GemvOutput group[cuda::kMaxGemvSegments];
+          size_t g = 0;
+          const cuda::DeviceMatrix& first = as_cuda(*ws[i]).matrix;
+          for (; i < ws.size() && g < std::size(group); ++i, ++g) {
+            const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
+            if (m.type != first.type || m.row_bytes != first.row_bytes) break;
+            group[g] = {&m, outs[i].row<float>(r0), outs[i].stride()};
+          }
+          cuda::gemv_multi({group, g}, xr.as<float>(), xr.stride(), &qx_, nr, stream_);
         }
-        cuda::gemv_multi({group, g}, x.as<float>(), x.stride(), &qx_, static_cast<int>(n), stream_);
       }
       return;
     }
@@ -691,6 +697,7 @@ class CudaBackend final : public Backend {
   bool graphs_ = true;
   void* download_staging_ = nullptr;  // pinned, kStagingBytes
   bool profile_ = false;
+  int64_t gemv_rows_ = cuda::kDefaultGemvRows;
   cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;
   mutable const char* prof_op_ = nullptr;
   mutable std::map<std::string, OpTime> prof_;
