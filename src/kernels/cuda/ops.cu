@@ -488,6 +488,132 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
   }
 }
 
+// The same over a KV head's whole query group: block (row i, KV head, split), G >= group query
+// heads (the rest idle). Each K and V value is loaded once for the group instead of once per
+// query head, so a batch of decoding rows reads its cache at 1/group of the traffic.
+template <int DT, int G, bool F16>
+__global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(const float* q, int64_t ldq, const void* k, const void* v,
+                                                                          int64_t ld_kv, const int32_t* ranges, int n_head, int group,
+                                                                          int head_dim, float scale, int64_t n_cells, float* out,
+                                                                          int64_t ldo, float* part_acc, float* part_ml, Rounding rd) {
+  const int64_t i = blockIdx.x;
+  const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  int64_t begin = ranges[2 * i], count = ranges[2 * i + 1];
+  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
+  const int64_t chunk = (count + n_split - 1) / n_split;
+  const int64_t k0 = begin + split * chunk, k1 = min(begin + count, k0 + chunk);
+  const int64_t kv_off = static_cast<int64_t>(kvh) * head_dim;
+  float qv[G][DT], acc[G][DT], m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    const float* qh = q + i * ldq + static_cast<int64_t>(kvh * group + g) * head_dim;
+#pragma unroll
+    for (int t = 0; t < DT; ++t) {
+      const int d = lane + 32 * t;
+      qv[g][t] = g < group && d < head_dim ? qh[d] * scale : 0.0f;
+      acc[g][t] = 0.0f;
+    }
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+  }
+  constexpr int kKeys = G > 4 ? 1 : 2;  // keys per warp step: independent loads and reductions
+  for (int64_t j0 = k0 + warp * kKeys; j0 < k1; j0 += kAttnWarps * kKeys) {
+    float kv[kKeys][DT];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+#pragma unroll
+      for (int t = 0; t < DT; ++t) {
+        const int d = lane + 32 * t;
+        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(k, (j0 + u) * ld_kv + kv_off + d) : 0.0f;
+      }
+    }
+    float p[G][kKeys];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float sc[kKeys];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        float dot = 0;
+#pragma unroll
+        for (int t = 0; t < DT; ++t) dot += qv[g][t] * kv[u][t];
+        sc[u] = j0 + u < k1 ? warp_sum(dot) : -INFINITY;
+      }
+      float m_new = m[g];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) m_new = fmaxf(m_new, sc[u]);
+      const float corr = expf(m[g] - m_new);
+      l[g] *= corr;
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        p[g][u] = expf(sc[u] - m_new);  // 0 past the end (-inf)
+        l[g] += p[g][u];
+      }
+#pragma unroll
+      for (int t = 0; t < DT; ++t) acc[g][t] *= corr;
+      m[g] = m_new;
+    }
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+#pragma unroll
+      for (int t = 0; t < DT; ++t) {
+        const int d = lane + 32 * t;
+        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(v, (j0 + u) * ld_kv + kv_off + d) : 0.0f;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int t = 0; t < DT; ++t) {
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) acc[g][t] += p[g][u] * kv[u][t];
+      }
+    }
+  }
+  // Merge the warps, head by head.
+  __shared__ float sm[kAttnWarps][G], sl[kAttnWarps][G], sacc[kAttnWarps][DT * 32];
+  if (lane == 0) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) sm[warp][g] = m[g], sl[warp][g] = l[g];
+  }
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (g >= group) break;
+#pragma unroll
+    for (int t = 0; t < DT; ++t) sacc[warp][lane + 32 * t] = acc[g][t];
+    __syncthreads();
+    const int h = kvh * group + g;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm[w][g]);
+    float L = 0;
+    float wscale[kAttnWarps];
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) {
+      wscale[w] = sm[w][g] == -INFINITY ? 0.0f : expf(sm[w][g] - M);
+      L += sl[w][g] * wscale[w];
+    }
+    const int64_t part = (i * n_head + h) * n_split + split;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      float a = 0;
+#pragma unroll
+      for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
+      if (n_split == 1) {
+        const float o = L > 0 ? a / L : 0.0f;
+        out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
+        rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
+      } else {
+        part_acc[part * head_dim + d] = a;
+      }
+    }
+    if (n_split > 1 && threadIdx.x == 0) {
+      part_ml[2 * part] = M;
+      part_ml[2 * part + 1] = L;
+    }
+    __syncthreads();  // sacc is reused by the next head
+  }
+}
+
 // The splits' weights exp(m_s - M) go to shared memory once (one thread per split, loads in
 // parallel); each thread then sums its elements over the splits.
 constexpr int kMaxSplits = 64;
@@ -696,9 +822,18 @@ int sm_count() {
 // another, so a long range in one block is latency-bound: split until every SM has several
 // blocks, down to 16 keys a split. The shape depends on the cache size, not on the ranges, so a
 // captured step stays valid as they grow.
+// The query heads one block of the decode kernel covers: a KV head's whole group (head sizes up to
+// 128 and groups up to 8), else one.
+int attention_block_heads(const AttentionShape& a) {
+  const int group = a.n_head / a.n_head_kv;
+  if (a.head_dim > 128 || group > 8 || group < 2) return 1;
+  return group <= 4 ? 4 : 8;
+}
+
 int attention_splits(const AttentionShape& a) {
-  const int64_t blocks = a.rows * a.n_head;
-  if (blocks >= 2 * sm_count()) return 1;
+  const int block_heads = attention_block_heads(a);
+  const int64_t blocks = a.rows * (block_heads > 1 ? a.n_head_kv : a.n_head);
+  if (blocks >= 8 * sm_count()) return 1;
   const int64_t by_len = (a.n_cells + 15) / 16;
   const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
@@ -708,8 +843,24 @@ template <int DT>
 void launch_attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
                       const AttentionShape& a, int splits, float* out, int64_t ldo, float* part_acc, float* part_ml, Rounding rd,
                       cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
   const int group = a.n_head / a.n_head_kv;
+  if constexpr (DT <= 4) {
+    const int block_heads = attention_block_heads(a);
+    if (block_heads > 1) {
+      const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head_kv), static_cast<unsigned>(splits));
+#define VIREO_ATTN_GROUP(G, F16)                                                                                                  \
+  attention_group_kernel<DT, G, F16><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, \
+                                                                        a.scale, a.n_cells, out, ldo, part_acc, part_ml, rd)
+      if (block_heads == 4) {
+        if (f16) VIREO_ATTN_GROUP(4, true); else VIREO_ATTN_GROUP(4, false);
+      } else {
+        if (f16) VIREO_ATTN_GROUP(8, true); else VIREO_ATTN_GROUP(8, false);
+      }
+#undef VIREO_ATTN_GROUP
+      return;
+    }
+  }
+  const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
   if (f16) {
     attention_kernel<DT, true><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
                                                                   a.n_cells, out, ldo, part_acc, part_ml, rd);
