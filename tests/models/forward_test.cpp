@@ -47,6 +47,29 @@ std::string join_ids(const std::vector<int32_t>& ids) {
   return s;
 }
 
+// llama.cpp's full next-token logits after each of `ids`, [ids][V] row-major (empty on an error,
+// which is reported). batch 0: the whole prompt in one batch; 1: one token at a time.
+std::vector<float> llama_logits(const std::string& path, const std::vector<int32_t>& ids, size_t V, int batch = 0) {
+  std::vector<std::string> args = {"logits", path, "--ids", join_ids(ids), "--full", "--top", "1", "--threads", "2"};
+  if (batch > 0) args.insert(args.end(), {"--batch", std::to_string(batch)});
+  const auto ref = test::run_llama_ref(args);
+  if (ref.contains("error") || ref["positions"].size() != ids.size()) {
+    ADD_FAILURE() << ref.dump().substr(0, 500);
+    return {};
+  }
+  std::vector<float> out;
+  out.reserve(ids.size() * V);
+  for (const auto& pos : ref["positions"]) {
+    const auto row = pos["logits"].get<std::vector<float>>();
+    if (row.size() != V) {
+      ADD_FAILURE() << "llama.cpp gave " << row.size() << " logits, expected " << V;
+      return {};
+    }
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- stories260K, greedy
 
 TEST(StoriesGolden, GreedyContinuationsMatchLlamaCpp) {
@@ -107,14 +130,12 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
   std::vector<int32_t> ids(kPositions);
   for (auto& id : ids) id = pick(rng);
 
-  const auto ref = test::run_llama_ref({"logits", path, "--ids", join_ids(ids), "--full", "--top", "1", "--threads", "2"});
-  ASSERT_FALSE(ref.contains("error")) << ref.dump().substr(0, 500);
-  ASSERT_EQ(ref["positions"].size(), kPositions);
-
   Engine engine(path);
   const std::vector<float> logits = engine.generator->score(ids);
   const size_t V = engine.model->config.n_vocab;
   ASSERT_EQ(logits.size(), kPositions * V);
+  const std::vector<float> want = llama_logits(path, ids, V);
+  ASSERT_EQ(want.size(), kPositions * V);
 
   // Two correct engines differ by float summation order; where that nudges a value across an F16
   // (KV cache) or Q8 (activation) rounding boundary, the random-weight network spreads the change
@@ -124,25 +145,11 @@ TEST_P(SynthGolden, NextTokenDistributionsMatchLlamaCpp) {
   // (one token at a time) differs from its prompt path by as much (quantized: top-1 0.93-0.98),
   // so that is the bar for all positions.
   constexpr double kDecisiveGap = 0.1;
-  std::vector<float> want;
-  want.reserve(kPositions * V);
-  for (size_t p = 0; p < kPositions; ++p) {
-    const auto row = ref["positions"][p]["logits"].get<std::vector<float>>();
-    ASSERT_EQ(row.size(), V);
-    want.insert(want.end(), row.begin(), row.end());
-  }
   const test::LogitAgreement a = test::compare_logits(want, logits, V, kDecisiveGap);
   // The noise floor: llama.cpp against itself, one token at a time (its decode kernels) instead
   // of the whole prompt in one batch (its prompt kernels). Both are llama.cpp's correct answers.
-  const auto ref1 = test::run_llama_ref({"logits", path, "--ids", join_ids(ids), "--full", "--top", "1", "--threads", "2", "--batch", "1"});
-  ASSERT_FALSE(ref1.contains("error")) << ref1.dump().substr(0, 500);
-  std::vector<float> self;
-  self.reserve(kPositions * V);
-  for (size_t p = 0; p < kPositions; ++p) {
-    const auto row = ref1["positions"][p]["logits"].get<std::vector<float>>();
-    ASSERT_EQ(row.size(), V);
-    self.insert(self.end(), row.begin(), row.end());
-  }
+  const std::vector<float> self = llama_logits(path, ids, V, 1);
+  ASSERT_EQ(self.size(), kPositions * V);
   const test::LogitAgreement floor = test::compare_logits(want, self, V, kDecisiveGap);
   std::printf("  %s %s: llama.cpp one token at a time vs its whole prompt: top-1 %.4f (%.4f decisive), mean KL %.2e, max KL %.2e\n",
               c.preset.c_str(), c.type.c_str(), floor.top1, floor.decisive_top1, floor.mean_kl, floor.max_kl);
