@@ -383,6 +383,43 @@ __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
   }
 }
 
+// The end of a decode-attention block, for query head h: merges the warps' online-softmax states
+// (max ms[w], sum ls[w], unnormalised sacc[w]) and writes the output row (one split) or the split's
+// partial result for attention_combine_kernel.
+template <int DT>
+__device__ __forceinline__ void store_merged(const float (&ms)[kAttnWarps], const float (&ls)[kAttnWarps],
+                                             const float (&sacc)[kAttnWarps][DT * 32], int64_t i, int h, int head_dim, int n_head,
+                                             int split, int n_split, float* out, int64_t ldo, float* part_acc, float* part_ml,
+                                             const Rounding& rd) {
+  float M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, ms[w]);
+  float L = 0;
+  float wscale[kAttnWarps];
+#pragma unroll
+  for (int w = 0; w < kAttnWarps; ++w) {
+    wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
+    L += ls[w] * wscale[w];
+  }
+  const int64_t part = (i * n_head + h) * n_split + split;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float a = 0;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
+    if (n_split == 1) {
+      const float o = L > 0 ? a / L : 0.0f;
+      out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
+      rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
+    } else {
+      part_acc[part * head_dim + d] = a;
+    }
+  }
+  if (n_split > 1 && threadIdx.x == 0) {
+    part_ml[2 * part] = M;
+    part_ml[2 * part + 1] = L;
+  }
+}
+
 // Block (row i, head h, split s). Lane l holds head elements l, l+32, ... (DT of them). Each warp
 // runs an online softmax over its share of the split's keys; the warps are then merged. With one
 // split the block writes the output; otherwise its (max, sum, unnormalised acc) go to scratch.
@@ -459,33 +496,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
 #pragma unroll
   for (int t = 0; t < DT; ++t) sacc[warp][lane + 32 * t] = acc[t];
   __syncthreads();
-  float M = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm[w]);
-  float L = 0;
-  float wscale[kAttnWarps];
-#pragma unroll
-  for (int w = 0; w < kAttnWarps; ++w) {
-    wscale[w] = sm[w] == -INFINITY ? 0.0f : expf(sm[w] - M);
-    L += sl[w] * wscale[w];
-  }
-  const int64_t part = (i * n_head + h) * n_split + split;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float a = 0;
-#pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
-    if (n_split == 1) {
-      const float o = L > 0 ? a / L : 0.0f;
-      out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
-      rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
-    } else {
-      part_acc[part * head_dim + d] = a;
-    }
-  }
-  if (n_split > 1 && threadIdx.x == 0) {
-    part_ml[2 * part] = M;
-    part_ml[2 * part + 1] = L;
-  }
+  store_merged<DT>(sm, sl, sacc, i, h, head_dim, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
 }
 
 // The same over a KV head's whole query group: block (row i, KV head, split), G >= group query
@@ -582,34 +593,10 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
 #pragma unroll
     for (int t = 0; t < DT; ++t) sacc[warp][lane + 32 * t] = acc[g][t];
     __syncthreads();
-    const int h = kvh * group + g;
-    float M = -INFINITY;
+    float ms[kAttnWarps], ls[kAttnWarps];
 #pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, sm[w][g]);
-    float L = 0;
-    float wscale[kAttnWarps];
-#pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) {
-      wscale[w] = sm[w][g] == -INFINITY ? 0.0f : expf(sm[w][g] - M);
-      L += sl[w][g] * wscale[w];
-    }
-    const int64_t part = (i * n_head + h) * n_split + split;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-      float a = 0;
-#pragma unroll
-      for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
-      if (n_split == 1) {
-        const float o = L > 0 ? a / L : 0.0f;
-        out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
-        rd.put(o, i, static_cast<int64_t>(h) * head_dim + d, n_head * head_dim);
-      } else {
-        part_acc[part * head_dim + d] = a;
-      }
-    }
-    if (n_split > 1 && threadIdx.x == 0) {
-      part_ml[2 * part] = M;
-      part_ml[2 * part + 1] = L;
-    }
+    for (int w = 0; w < kAttnWarps; ++w) ms[w] = sm[w][g], ls[w] = sl[w][g];
+    store_merged<DT>(ms, ls, sacc, i, kvh * group + g, head_dim, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
     __syncthreads();  // sacc is reused by the next head
   }
 }
