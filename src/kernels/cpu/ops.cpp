@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vireo/core/quant_blocks.h"
+#include "vireo/kernels/ref/quant.h"
 
 namespace vireo::cpu {
 namespace {
@@ -124,8 +125,7 @@ void attention_heads(const float* q, int n_q, const void* k, const void* v, DTyp
   auto load_row = [&](const void* base, int64_t cell) -> const float* {
     if (kv_type == DType::F32) return static_cast<const float*>(base) + cell * kv_stride + off;
     if (kv_type == DType::Q8_0) {
-      const auto* b = static_cast<const block_q8_0*>(base) + (cell * kv_stride + off) / QK8_0;
-      for (int d = 0; d < head_dim; ++d) row[d] = fp16_to_fp32(b[d / QK8_0].d) * static_cast<float>(b[d / QK8_0].qs[d % QK8_0]);
+      ref::dequantize_row(DType::Q8_0, static_cast<const block_q8_0*>(base) + (cell * kv_stride + off) / QK8_0, row.data(), head_dim);
       return row.data();
     }
     const uint16_t* src = static_cast<const uint16_t*>(base) + cell * kv_stride + off;

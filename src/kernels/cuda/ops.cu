@@ -383,6 +383,17 @@ __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
   }
 }
 
+// Keys [k0, k1) of query row i's range that split `split` of n_split covers.
+__device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int64_t n_cells, int split, int n_split, int64_t& k0,
+                                           int64_t& k1) {
+  const int64_t begin = ranges[2 * i];
+  int64_t count = ranges[2 * i + 1];
+  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
+  const int64_t chunk = (count + n_split - 1) / n_split;
+  k0 = begin + split * chunk;
+  k1 = min(begin + count, k0 + chunk);
+}
+
 // The end of a decode-attention block, for query head h: merges the warps' online-softmax states
 // (max ms[w], sum ls[w], unnormalised sacc[w]) and writes the output row (one split) or the split's
 // partial result for attention_combine_kernel.
@@ -431,10 +442,8 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  int64_t begin = ranges[2 * i], count = ranges[2 * i + 1];
-  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
-  const int64_t chunk = (count + n_split - 1) / n_split;
-  const int64_t k0 = begin + split * chunk, k1 = min(begin + count, k0 + chunk);
+  int64_t k0, k1;
+  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
   const float* qh = q + i * ldq + static_cast<int64_t>(h) * head_dim;
   const int64_t kv_off = static_cast<int64_t>(h / group) * head_dim;
   float qv[DT], acc[DT];
@@ -510,10 +519,8 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
   const int64_t i = blockIdx.x;
   const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  int64_t begin = ranges[2 * i], count = ranges[2 * i + 1];
-  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
-  const int64_t chunk = (count + n_split - 1) / n_split;
-  const int64_t k0 = begin + split * chunk, k1 = min(begin + count, k0 + chunk);
+  int64_t k0, k1;
+  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * head_dim;
   float qv[G][DT], acc[G][DT], m[G], l[G];
 #pragma unroll
