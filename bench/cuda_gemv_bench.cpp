@@ -7,9 +7,11 @@
 #include <vector>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "vireo/backend/backend.h"
 #include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/cuda/qgemm.h"
 #include "vireo/kernels/ref/quant.h"
 
 namespace {
@@ -95,6 +97,104 @@ void BM_CudaDecodeAttention(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CudaDecodeAttention)->Arg(16)->Arg(128)->Arg(1024)->Arg(4096)->UseManualTime()->Iterations(3)->Unit(benchmark::kMicrosecond);
+
+// Products of many rows through the CUDA backend (batched decode, prefill chunks), Llama-3-8B
+// shapes: the integer tensor-core qgemm (arg 1) against dequantizing to F16 for cuBLAS (arg 0),
+// in the same run. Reports weight GB/s and integer TOPS.
+void BM_CudaBatchedMatmul(benchmark::State& state, DType type, int64_t rows, int64_t cols) {
+  if (!vireo::cuda::device_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int64_t n = state.range(0);
+  const bool qgemm = state.range(1) != 0;
+  setenv("VIREO_CUDA_QGEMM_ROWS", qgemm ? "100000" : "0", 1);  // read when the backend starts
+  auto be = vireo::create_cuda_backend(0);
+  const size_t rb = vireo::ref::row_bytes(type, cols);
+  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = u(rng);
+    vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
+  }
+  vireo::Tensor t;
+  t.name = "w";
+  t.type = type;
+  t.shape = {static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)};
+  t.data = w.data();
+  t.nbytes = w.size();
+  auto wp = be->prepare(t, vireo::WeightUse::Matmul);
+  vireo::Buffer x = be->alloc(DType::F32, n, cols), y = be->alloc(DType::F32, n, rows);
+  std::vector<float> xh(static_cast<size_t>(n * cols));
+  for (auto& v : xh) v = u(rng);
+  be->upload(x, xh.data());
+  constexpr int kCalls = 50;
+  double sec = 0;
+  for (auto _ : state) {
+    be->matmul(x, *wp, y);
+    be->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) be->matmul(x, *wp, y);
+    be->synchronize();
+    sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kCalls;
+    state.SetIterationTime(sec);
+  }
+  state.counters["TOPS"] = 2.0 * static_cast<double>(rows * cols * n) / sec * 1e-12;
+  state.counters["weight_GB/s"] = static_cast<double>(w.size()) / sec * 1e-9;
+  state.SetLabel(qgemm ? "qgemm" : "dequantize + cuBLAS");
+}
+#define BATCHED(T, NAME)                                                                                                 \
+  BENCHMARK_CAPTURE(BM_CudaBatchedMatmul, NAME##_4096x4096, T, 4096, 4096)                                               \
+      ->ArgsProduct({{64, 128, 256, 512}, {0, 1}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);       \
+  BENCHMARK_CAPTURE(BM_CudaBatchedMatmul, NAME##_14336x4096, T, 14336, 4096)                                             \
+      ->ArgsProduct({{64, 256, 512}, {0, 1}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);                    \
+  BENCHMARK_CAPTURE(BM_CudaBatchedMatmul, NAME##_4096x14336, T, 4096, 14336)                                             \
+      ->ArgsProduct({{64, 256, 512}, {0, 1}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+
+// The qgemm kernel alone, by tile shape (arg 1: QGemmTile) and split count (arg 2; 0 = chosen),
+// for choosing Auto's picks.
+void BM_CudaQGemmTile(benchmark::State& state, DType type, int64_t rows, int64_t cols) {
+  if (!vireo::cuda::device_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int n = static_cast<int>(state.range(0));
+  const vireo::cuda::QGemmOptions opt{static_cast<vireo::cuda::QGemmTile>(state.range(1)), static_cast<int>(state.range(2))};
+  const size_t rb = vireo::ref::row_bytes(type, cols);
+  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto& v : row) v = u(rng);
+  for (int64_t r = 0; r < rows; ++r) vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
+  auto m = vireo::cuda::upload_matrix(type, w.data(), rows, cols);
+  float* x = vireo::cuda::device_alloc_floats(static_cast<size_t>(n * cols));
+  float* y = vireo::cuda::device_alloc_floats(static_cast<size_t>(n * rows));
+  std::vector<float> xh(static_cast<size_t>(n * cols));
+  for (auto& v : xh) v = u(rng);
+  vireo::cuda::copy_to_device(x, xh.data(), xh.size());
+  double ms = 0;
+  for (auto _ : state) {
+    ms = vireo::cuda::time_qgemm_ms(m, x, y, n, 50, opt);
+    state.SetIterationTime(ms / 1e3);
+  }
+  state.counters["TOPS"] = 2.0 * static_cast<double>(rows * cols * n) / (ms * 1e-3) * 1e-12;
+  state.counters["weight_GB/s"] = static_cast<double>(m.bytes) / (ms * 1e-3) * 1e-9;
+  vireo::cuda::device_free(x);
+  vireo::cuda::device_free(y);
+  vireo::cuda::free_matrix(m);
+}
+#define TILES(T, NAME, R, C)                                                                                    \
+  BENCHMARK_CAPTURE(BM_CudaQGemmTile, NAME##_##R##x##C, T, R, C)                                                \
+      ->ArgsProduct({{64, 128, 512}, {1, 2, 3, 4, 5}, {0, 1}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+TILES(DType::Q4_0, q4_0, 4096, 4096)
+TILES(DType::Q4_0, q4_0, 14336, 4096)
+TILES(DType::Q4_0, q4_0, 4096, 14336)
+
+BATCHED(DType::Q4_0, q4_0)
+BATCHED(DType::Q8_0, q8_0)
 
 }  // namespace
 #endif

@@ -1,7 +1,8 @@
 // The CUDA backend: activations and weights in device memory, every op enqueued on one stream.
-// Decode-sized products (up to 8 tokens) stream the weights through the gemv kernels in their
-// file's precision; larger batches (prefill, many sequences) go to cuBLAS tensor-core GEMMs,
-// quantized weights dequantized tile by tile into F16 first. Only download waits for the GPU.
+// Decode-sized products (up to 32 tokens, 8 a launch) stream the weights through the gemv kernels
+// in their file's precision; larger batches (prefill, many sequences) go to tensor cores: Q4_0 and
+// Q8_0 weights through qgemm (dequantized in registers), others through cuBLAS (quantized weights
+// dequantized tile by tile into F16 first). Only download waits for the GPU.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -21,6 +22,7 @@
 #include "vireo/backend/backend.h"
 #include "vireo/core/mapped_file.h"
 #include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/cuda/qgemm.h"
 #include "vireo/kernels/cuda/ops.h"
 #include "vireo/kernels/ref/quant.h"
 
@@ -136,6 +138,9 @@ class CudaBackend final : public Backend {
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
     // Tuning: the most rows a product takes through the gemv kernels before the GEMM path.
     if (const char* r = std::getenv("VIREO_CUDA_GEMV_ROWS")) gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, std::atoll(r));
+    // Tuning: the most rows a Q4_0 / Q8_0 product takes through qgemm; more (or any, with 0)
+    // dequantize the weights to F16 for cuBLAS.
+    if (const char* q = std::getenv("VIREO_CUDA_QGEMM_ROWS")) qgemm_rows_ = std::max<int64_t>(0, std::atoll(q));
     if (const char* p = std::getenv("VIREO_CUDA_PROFILE"); p != nullptr && std::string(p) != "0") {
       profile_ = true;
       graphs_ = false;
@@ -393,9 +398,20 @@ class CudaBackend final : public Backend {
       }
       return;
     }
-    if (profile_) profile_op("matmul: gemm");
-    bool x16_ready = false, x_bf16_ready = false;
-    for (size_t i = 0; i < ws.size(); ++i) gemm(x, as_cuda(*ws[i]).matrix, outs[i], x16_ready, x_bf16_ready);
+    bool x16_ready = false, x_bf16_ready = false, x_loaded = false;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
+      if (n <= qgemm_rows_ && cuda::qgemm_supports(m) && x.stride() % 4 == 0) {
+        // Q4_0 / Q8_0: tensor-core products straight from the stored weights.
+        if (profile_) profile_op("matmul: qgemm");
+        if (!x_loaded) cuda::qgemm_load_x(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qgemm_ws_, stream_);
+        x_loaded = true;
+        cuda::qgemm(m, static_cast<int>(n), outs[i].as<float>(), outs[i].stride(), qgemm_ws_, stream_);
+        continue;
+      }
+      if (profile_) profile_op("matmul: gemm");
+      gemm(x, m, outs[i], x16_ready, x_bf16_ready);
+    }
   }
 
   void add_bias(const Buffer& x, const Weight& bias) override {
@@ -698,6 +714,7 @@ class CudaBackend final : public Backend {
   void* download_staging_ = nullptr;  // pinned, kStagingBytes
   bool profile_ = false;
   int64_t gemv_rows_ = cuda::kDefaultGemvRows;
+  int64_t qgemm_rows_ = cuda::kDefaultQGemmRows;
   cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;
   mutable const char* prof_op_ = nullptr;
   mutable std::map<std::string, OpTime> prof_;
@@ -709,6 +726,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cuda::QuantizedActivations qx_;
+  cuda::QGemmWorkspace qgemm_ws_;
   struct RoundedBuffer {
     const void* data = nullptr;
     int64_t rows = 0, cols = 0, stride = 0;

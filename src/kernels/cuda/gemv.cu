@@ -9,17 +9,13 @@
 #include <vector>
 
 #include "dequant.cuh"
+#include "device_util.cuh"
 #include "vireo/core/error_types.h"
 #include "vireo/core/quant_blocks.h"
 #include "vireo/kernels/ref/quant.h"
 
 namespace vireo::cuda {
 namespace {
-
-void check(cudaError_t e, const char* what) {
-  // ({fmt} does not get through nvcc's front end: plain strings here.)
-  if (e != cudaSuccess) throw Error(ErrorCode::Io, std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
-}
 
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;  // warps per CTA (F16: one row each)
@@ -624,26 +620,6 @@ void gemv(const DeviceMatrix& m, const float* x, float* y, int n_tokens) {
   }
   gemv(m, x, m.cols, qx, n_tokens, y, m.rows, nullptr);
 }
-
-namespace {
-// Milliseconds that `iters` runs of `body` take on the device, after one untimed run.
-template <typename Body>
-double device_ms(int iters, Body body) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  body();
-  cudaEventRecord(a);
-  for (int i = 0; i < iters; ++i) body();
-  cudaEventRecord(b);
-  check(cudaEventSynchronize(b), "sync");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, a, b);
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms;
-}
-}  // namespace
 
 double time_gemv_ms(const DeviceMatrix& m, const float* x, float* y, int n_tokens, int iters) {
   return device_ms(iters, [&] { gemv(m, x, y, n_tokens); }) / iters;

@@ -1,0 +1,51 @@
+// Products of many rows (batched decode, prefill) with Q4_0 / Q8_0 weights on the tensor cores,
+// straight from the stored blocks: each thread turns its share of a weight tile into F16 in
+// registers (level minus offset, times the block's scale) and multiplies it with the activations
+// in F16, accumulating in F32 (mma m16n8k16). No F16 copy of the weights is written or read back.
+// Host-side API: no CUDA headers needed to call it.
+#pragma once
+#include <cstdint>
+
+#include "vireo/kernels/cuda/gemv.h"
+
+namespace vireo::cuda {
+
+// Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product.
+enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128 };
+struct QGemmOptions {
+  QGemmTile tile = QGemmTile::Auto;
+  int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
+};
+
+// Device memory of the products: the activations in F16 (qgemm_load_x) and the partial sums of
+// split products. Grows as needed.
+struct QGemmWorkspace {
+  void* x16 = nullptr;
+  size_t x16_capacity = 0;  // halves
+  int n_tokens = 0;
+  int64_t cols = 0;
+  float* partial = nullptr;
+  size_t partial_capacity = 0;  // floats
+  void ensure_partial(size_t floats);
+  ~QGemmWorkspace();
+};
+
+// Products of up to this many rows take qgemm in the CUDA backend (VIREO_CUDA_QGEMM_ROWS changes
+// it); longer ones dequantize to F16 for cuBLAS. Measured on an H100, Llama-3-8B shapes, Q4_0,
+// against that path: 64 rows 1.4-2.1x, 128 rows 1.1x (4096 x 4096), 256 rows 0.9-1.15x, 512 rows
+// 0.63-0.78x.
+constexpr int kDefaultQGemmRows = 128;
+
+// True when qgemm multiplies `w`: Q4_0 or Q8_0, with whole runs of 128 columns.
+bool qgemm_supports(const DeviceMatrix& w);
+
+// Loads x [n_tokens][ldx] (F32) into ws as the F16 operand of the products that follow.
+void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s);
+
+// y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens, x as loaded into ws. y is [n_tokens][ldy].
+void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {});
+
+// Mean milliseconds of one qgemm over `iters` launches (x loaded once, before timing).
+double time_qgemm_ms(const DeviceMatrix& w, const float* x, float* y, int n_tokens, int iters, QGemmOptions opt = {});
+
+}  // namespace vireo::cuda

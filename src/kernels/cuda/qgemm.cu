@@ -1,0 +1,348 @@
+#include "vireo/kernels/cuda/qgemm.h"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "device_util.cuh"
+#include "vireo/core/error_types.h"
+
+namespace vireo::cuda {
+namespace {
+
+// A CTA walks the shared width in stages of KB quant blocks (KB * 32 columns), S stages in
+// flight through cp.async, and computes a tile of weight rows x tokens. Its WM x WN warps each
+// own TM x TN mma tiles of 16 rows x 8 tokens.
+template <int WM_, int WN_, int TM_, int TN_, int KB_, int S_>
+struct Config {
+  static constexpr int WM = WM_, WN = WN_, TM = TM_, TN = TN_, KB = KB_, S = S_;
+};
+constexpr int kMinStageCols = 128;  // KB = 4
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async8(void* smem, const void* gmem) {
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// acc += a (16x16, row) * b (16x8, col), F16 in, F32 accumulated.
+__device__ __forceinline__ void mma_f16(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&acc)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+__device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+
+// Weights become F16 in registers, one block of 32 at a time, as two k16 mma operands. Within a
+// block the order of k is free as long as weights and activations agree: a thread's word of
+// levels holds 4 elements (k..k+3) and it feeds them as the pairs (k, k+2) and (k+1, k+3), so
+// the activations are stored with each run of 4 as x0 x2 x1 x3 (see convert_x).
+// Levels l in bytes b0 and b2 (or b1 and b3) become the half2 1024 + l; subtracting the offset is
+// exact, and the product with the block's scale is one F16 rounding, as cuBLAS's F16 path had.
+// Q4_0: a word's low nibbles are elements j..j+3 of the block, its high nibbles j+16..j+19.
+__device__ __forceinline__ void q4_pairs(uint32_t w, __half2 d, uint32_t& lo02, uint32_t& lo13, uint32_t& hi02, uint32_t& hi13) {
+  const __half2 off = __half2half2(__ushort_as_half(0x6408));  // 1032 = 1024 + 8
+  lo02 = h2_bits(__hmul2(__hsub2(bits_h2((w & 0x000F000Fu) | 0x64006400u), off), d));
+  lo13 = h2_bits(__hmul2(__hsub2(bits_h2(((w >> 8) & 0x000F000Fu) | 0x64006400u), off), d));
+  hi02 = h2_bits(__hmul2(__hsub2(bits_h2(((w >> 4) & 0x000F000Fu) | 0x64006400u), off), d));
+  hi13 = h2_bits(__hmul2(__hsub2(bits_h2(((w >> 12) & 0x000F000Fu) | 0x64006400u), off), d));
+}
+// Q8_0: signed bytes; flipping the sign bit gives l + 128 as an unsigned byte.
+__device__ __forceinline__ void q8_pairs(uint32_t w, __half2 d, uint32_t& p02, uint32_t& p13) {
+  const __half2 off = __half2half2(__ushort_as_half(0x6480));  // 1152 = 1024 + 128
+  const uint32_t u = w ^ 0x80808080u;
+  p02 = h2_bits(__hmul2(__hsub2(bits_h2(__byte_perm(u, 0x64646464u, 0x4240)), off), d));
+  p13 = h2_bits(__hmul2(__hsub2(bits_h2(__byte_perm(u, 0x64646464u, 0x4341)), off), d));
+}
+
+template <class C, bool Q4>
+struct Tile {
+  static constexpr int kThreads = C::WM * C::WN * 32;
+  static constexpr int kRows = C::WM * C::TM * 16, kTokens = C::WN * C::TN * 8;
+  static constexpr int kLevelBytes = Q4 ? 16 : 32;  // one block's weight levels
+  // Shared-memory rows are padded so that the rows one fragment load touches start in distinct
+  // banks (+16 bytes for the 4-byte loads of levels, +32 for the 8-byte loads of activations).
+  static constexpr int kRowA = C::KB * kLevelBytes + 16, kRowB = C::KB * 64 + 32;
+  static constexpr int kA = kRows * kRowA, kAs = kRows * C::KB * 2, kB = kTokens * kRowB;
+  static constexpr int kStageBytes = kA + kAs + kB;
+  static constexpr int kSmem = C::S * kStageBytes;
+  static_assert(kA % 16 == 0 && kAs % 16 == 0 && kB % 16 == 0, "stage parts stay 16-byte aligned");
+  static_assert(C::KB == 4, "a row's scales of one stage are one 8-byte copy");
+};
+
+// Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
+// layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
+template <class C, bool Q4>
+__global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t* __restrict__ wl, const __half* __restrict__ ws, int rows,
+                                                                  const __half* __restrict__ x, int n, int nb, float* __restrict__ y,
+                                                                  int64_t ldy, int64_t split_stride, int stages_per_split) {
+  using L = Tile<C, Q4>;
+  constexpr int WM = C::WM, TM = C::TM, TN = C::TN, KB = C::KB, kStages = C::S;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int wm = warp % WM, wn = warp / WM;
+  const int row0 = blockIdx.x * L::kRows, tok0 = blockIdx.y * L::kTokens;
+  // Split products (gridDim.z > 1) each take a run of stages and write their partial sums to
+  // their own slice of y, summed by reduce_splits.
+  const int first = blockIdx.z * stages_per_split;
+  const int n_stages = min(nb / KB - first, stages_per_split);
+  y += blockIdx.z * split_stride;
+
+  auto load_stage = [&](int k, int slot) {
+    uint8_t* sa = smem + slot * L::kStageBytes;
+    uint8_t* sas = sa + L::kA;
+    uint8_t* sb = sas + L::kAs;
+    const int b0 = (first + k) * KB;
+    constexpr int kChunksA = KB * L::kLevelBytes / 16, kChunksB = KB * 64 / 16;
+    for (int i = tid; i < L::kRows * kChunksA; i += L::kThreads) {  // rows past the end read the last (never stored)
+      const int r = i / kChunksA, c = i % kChunksA, gr = min(row0 + r, rows - 1);
+      cp_async16(sa + r * L::kRowA + c * 16, wl + (static_cast<size_t>(gr) * nb + b0) * L::kLevelBytes + c * 16);
+    }
+    for (int r = tid; r < L::kRows; r += L::kThreads) {
+      const int gr = min(row0 + r, rows - 1);
+      cp_async8(sas + r * KB * 2, ws + static_cast<size_t>(gr) * nb + b0);
+    }
+    for (int i = tid; i < L::kTokens * kChunksB; i += L::kThreads) {
+      const int t = i / kChunksB, c = i % kChunksB, gt = min(tok0 + t, n - 1);
+      cp_async16(sb + t * L::kRowB + c * 16, x + (static_cast<size_t>(gt) * nb + b0) * 32 + c * 8);
+    }
+  };
+
+  float acc[TM][TN][4] = {};
+  auto compute_stage = [&](int slot) {
+    const uint8_t* sa = smem + slot * L::kStageBytes;
+    const auto* sas = reinterpret_cast<const __half*>(sa + L::kA);
+    const uint8_t* sb = sa + L::kA + L::kAs;
+#pragma unroll
+    for (int kb = 0; kb < KB; ++kb) {
+      // A operands of the block's two k16 halves for rows r (regs 0, 2) and r + 8 (regs 1, 3):
+      // this thread's elements 4*t4.. and 16 + 4*t4...
+      uint32_t a[TM][2][4];
+#pragma unroll
+      for (int tm = 0; tm < TM; ++tm) {
+        const int r = wm * TM * 16 + tm * 16 + g;
+        const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
+        if constexpr (Q4) {
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(sa + r * L::kRowA + kb * 16 + 4 * t4);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * L::kRowA + kb * 16 + 4 * t4);
+          q4_pairs(w0, d0, a[tm][0][0], a[tm][0][2], a[tm][1][0], a[tm][1][2]);
+          q4_pairs(w1, d1, a[tm][0][1], a[tm][0][3], a[tm][1][1], a[tm][1][3]);
+        } else {
+          const uint8_t* p0 = sa + r * L::kRowA + kb * 32 + 4 * t4;
+          const uint8_t* p1 = p0 + 8 * L::kRowA;
+          q8_pairs(*reinterpret_cast<const uint32_t*>(p0), d0, a[tm][0][0], a[tm][0][2]);
+          q8_pairs(*reinterpret_cast<const uint32_t*>(p1), d1, a[tm][0][1], a[tm][0][3]);
+          q8_pairs(*reinterpret_cast<const uint32_t*>(p0 + 16), d0, a[tm][1][0], a[tm][1][2]);
+          q8_pairs(*reinterpret_cast<const uint32_t*>(p1 + 16), d1, a[tm][1][1], a[tm][1][3]);
+        }
+      }
+#pragma unroll
+      for (int tn = 0; tn < TN; ++tn) {
+        const uint8_t* pb = sb + (wn * TN * 8 + tn * 8 + g) * L::kRowB + kb * 64 + 8 * t4;
+        const uint2 lo = *reinterpret_cast<const uint2*>(pb), hi = *reinterpret_cast<const uint2*>(pb + 32);
+#pragma unroll
+        for (int tm = 0; tm < TM; ++tm) {
+          mma_f16(a[tm][0], lo.x, lo.y, acc[tm][tn]);
+          mma_f16(a[tm][1], hi.x, hi.y, acc[tm][tn]);
+        }
+      }
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < n_stages) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int k = 0; k < n_stages; ++k) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage k landed for every thread; slot (k-1) % kStages is free again
+    const int next = k + kStages - 1;
+    if (next < n_stages) load_stage(next, next % kStages);
+    cp_async_commit();
+    compute_stage(k % kStages);
+  }
+
+  // C fragment: acc 0/1 row g, tokens 2*t4 and 2*t4+1; acc 2/3 row g+8.
+#pragma unroll
+  for (int tm = 0; tm < TM; ++tm) {
+#pragma unroll
+    for (int tn = 0; tn < TN; ++tn) {
+      const int r = row0 + wm * TM * 16 + tm * 16 + g, t = tok0 + wn * TN * 8 + tn * 8 + 2 * t4;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int ri = r + (i >= 2 ? 8 : 0), ti = t + (i & 1);
+        if (ri < rows && ti < n) y[static_cast<int64_t>(ti) * ldy + ri] = acc[tm][tn][i];
+      }
+    }
+  }
+}
+
+// x (F32, [n][ldx]) to F16 with each run of 4 as x0 x2 x1 x3; one thread per run.
+__global__ void convert_x(const float* __restrict__ x, int64_t ldx, int n, int64_t cols, __half* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, runs = cols / 4;
+  if (i >= runs * n) return;
+  const int64_t t = i / runs, c = (i % runs) * 4;
+  const float4 v = *reinterpret_cast<const float4*>(x + t * ldx + c);
+  __half2* o = reinterpret_cast<__half2*>(out + t * cols + c);
+  o[0] = __floats2half2_rn(v.x, v.z);
+  o[1] = __floats2half2_rn(v.y, v.w);
+}
+
+__global__ void reduce_splits(const float* __restrict__ part, int splits, int64_t count, int rows, float* __restrict__ y, int64_t ldy) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float sum = 0;
+  for (int s = 0; s < splits; ++s) sum += part[s * count + i];
+  y[(i / rows) * ldy + i % rows] = sum;
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    return sms > 0 ? sms : 1;
+  }();
+  return n;
+}
+
+struct Run {
+  const DeviceMatrix& w;
+  int n;
+  float* y;
+  int64_t ldy;
+  QGemmWorkspace& ws;
+  int splits;  // 0: chosen by the grid's size
+  cudaStream_t st;
+};
+
+template <class C, bool Q4>
+void launch(const Run& run) {
+  using L = Tile<C, Q4>;
+  auto* kernel = qgemm_kernel<C, Q4>;
+  static const bool configured = [&] {  // over 48 KiB of shared memory needs opting in, once per kernel
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmem), "qgemm smem");
+    return true;
+  }();
+  (void)configured;
+  const DeviceMatrix& w = run.w;
+  const int n = run.n, nb = static_cast<int>(w.cols / 32), n_stages = nb / C::KB;
+  dim3 grid(static_cast<unsigned>((w.rows + L::kRows - 1) / L::kRows), static_cast<unsigned>((n + L::kTokens - 1) / L::kTokens));
+  // Few CTAs (few rows and tokens) leave SMs idle and each CTA's stages serial: split the width.
+  int splits = run.splits;
+  if (splits <= 0) {  // measured on an H100: split only grids under one wave, to about 1.5 waves
+    const int ctas = static_cast<int>(grid.x * grid.y);
+    splits = ctas >= sm_count() ? 1 : std::max(1, std::min((3 * sm_count() / 2 + ctas - 1) / ctas, n_stages / 4));
+  }
+  splits = std::clamp(splits, 1, n_stages);
+  const int per_split = (n_stages + splits - 1) / splits;
+  splits = (n_stages + per_split - 1) / per_split;  // none empty
+  grid.z = static_cast<unsigned>(splits);
+  const int64_t count = static_cast<int64_t>(n) * w.rows;
+  float* out = run.y;
+  int64_t ldo = run.ldy;
+  if (splits > 1) {
+    run.ws.ensure_partial(static_cast<size_t>(count) * splits);
+    out = run.ws.partial;
+    ldo = w.rows;
+  }
+  kernel<<<grid, L::kThreads, L::kSmem, run.st>>>(static_cast<const uint8_t*>(w.levels), static_cast<const __half*>(w.scales),
+                                                   static_cast<int>(w.rows), static_cast<const __half*>(run.ws.x16), n, nb, out, ldo,
+                                                   count, per_split);
+  if (splits > 1) {
+    reduce_splits<<<static_cast<unsigned>((count + 255) / 256), 256, 0, run.st>>>(run.ws.partial, splits, count, static_cast<int>(w.rows),
+                                                                                 run.y, run.ldy);
+  }
+}
+
+template <bool Q4>
+void launch_tile(QGemmTile tile, const Run& run) {
+  if (tile == QGemmTile::Auto) {
+    const int n = run.n;
+    tile = n <= 16 ? QGemmTile::R32xT32 : n <= 64 ? QGemmTile::R128xT64 : QGemmTile::R128xT128;
+  }
+  switch (tile) {
+    case QGemmTile::R32xT32: launch<Config<2, 1, 1, 4, 4, 4>, Q4>(run); break;
+    case QGemmTile::R64xT64: launch<Config<2, 2, 2, 4, 4, 4>, Q4>(run); break;
+    case QGemmTile::R128xT64: launch<Config<4, 1, 2, 8, 4, 4>, Q4>(run); break;
+    case QGemmTile::R64xT128: launch<Config<2, 2, 2, 8, 4, 3>, Q4>(run); break;
+    default: launch<Config<4, 2, 2, 8, 4, 3>, Q4>(run); break;
+  }
+}
+
+QGemmWorkspace g_ws;  // of time_qgemm_ms
+
+}  // namespace
+
+void QGemmWorkspace::ensure_partial(size_t floats) {
+  if (floats <= partial_capacity) return;
+  cudaFree(partial);
+  partial = nullptr, partial_capacity = 0;
+  check(cudaMalloc(&partial, floats * sizeof(float)), "malloc");
+  partial_capacity = floats;
+}
+
+QGemmWorkspace::~QGemmWorkspace() {
+  cudaFree(partial);
+  cudaFree(x16);
+}
+
+bool qgemm_supports(const DeviceMatrix& w) {
+  return (w.type == DType::Q4_0 || w.type == DType::Q8_0) && w.cols % kMinStageCols == 0 && w.rows > 0;
+}
+
+void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s) {
+  if (cols % kMinStageCols != 0 || ldx % 4 != 0) {
+    throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations of " + std::to_string(cols) + " columns are not whole runs of 128");
+  }
+  const size_t halves = static_cast<size_t>(n_tokens) * static_cast<size_t>(cols);
+  if (halves > ws.x16_capacity) {
+    cudaFree(ws.x16);
+    ws.x16 = nullptr, ws.x16_capacity = 0;
+    check(cudaMalloc(&ws.x16, halves * 2), "malloc");
+    ws.x16_capacity = halves;
+  }
+  ws.n_tokens = n_tokens;
+  ws.cols = cols;
+  const int64_t runs = static_cast<int64_t>(n_tokens) * (cols / 4);
+  if (runs == 0) return;
+  convert_x<<<static_cast<unsigned>((runs + 255) / 256), 256, 0, static_cast<cudaStream_t>(s)>>>(x, ldx, n_tokens, cols,
+                                                                                                static_cast<__half*>(ws.x16));
+  check(cudaGetLastError(), "qgemm convert launch");
+}
+
+void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
+  if (!qgemm_supports(w)) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: weights must be Q4_0 or Q8_0 with whole runs of 128 columns");
+  if (ws.cols != w.cols || ws.n_tokens < n_tokens) {
+    throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations were not loaded for this product (qgemm_load_x)");
+  }
+  if (n_tokens <= 0) return;
+  const Run run{w, n_tokens, y, ldy, ws, opt.splits, static_cast<cudaStream_t>(s)};
+  if (w.type == DType::Q4_0) {
+    launch_tile<true>(opt.tile, run);
+  } else {
+    launch_tile<false>(opt.tile, run);
+  }
+  check(cudaGetLastError(), "qgemm launch");
+}
+
+double time_qgemm_ms(const DeviceMatrix& w, const float* x, float* y, int n_tokens, int iters, QGemmOptions opt) {
+  qgemm_load_x(x, w.cols, n_tokens, w.cols, g_ws, nullptr);
+  return device_ms(iters, [&] { qgemm(w, n_tokens, y, w.rows, g_ws, nullptr, opt); }) / iters;
+}
+
+}  // namespace vireo::cuda

@@ -1,0 +1,119 @@
+// The tensor-core products of quantized weights (qgemm) against a double-precision dot of the
+// reference dequantization and the activations, for every tile shape and split, with rows and
+// tokens that leave partial tiles, one token, and outputs wider than the matrix (ldy > rows).
+// qgemm multiplies in F16 (each weight and activation rounded once), accumulating in F32.
+// Skipped where vireo was built without CUDA or no GPU is present.
+#include <gtest/gtest.h>
+
+#if defined(VIREO_HAS_CUDA)
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "vireo/core/error_types.h"
+#include "vireo/kernels/cuda/qgemm.h"
+#include "vireo/kernels/ref/ops.h"
+#include "vireo/kernels/ref/quant.h"
+
+namespace vireo {
+namespace {
+
+struct Case {
+  DType type;
+  int64_t rows, cols;
+  int tokens;
+  cuda::QGemmTile tile;
+  int splits = 0;
+};
+
+TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
+  if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
+  using T = cuda::QGemmTile;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<Case> cases;
+  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+    for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128}) {
+      cases.push_back({type, 37, 128, 9, tile});  // one stage
+      cases.push_back({type, 45, 896, 17, tile});
+      cases.push_back({type, 300, 1024, 65, tile});
+      cases.push_back({type, 129, 4352, 1, tile});
+    }
+    cases.push_back({type, 257, 4096, 300, T::Auto});
+    cases.push_back({type, 64, 14336, 33, T::Auto});
+    // Split widths: even and uneven runs of stages, one stage each, more splits than stages.
+    for (int splits : {1, 2, 3, 7, 64}) cases.push_back({type, 100, 1792, 40, T::R64xT64, splits});
+    cases.push_back({type, 45, 896, 70, T::R64xT64, 5});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << static_cast<int>(c.type) << " " << c.rows << "x" << c.cols << " tokens " << c.tokens << " tile "
+                                    << static_cast<int>(c.tile) << " splits " << c.splits);
+    const size_t rb = ref::row_bytes(c.type, c.cols);
+    std::vector<uint8_t> w(rb * static_cast<size_t>(c.rows));
+    std::vector<float> row(static_cast<size_t>(c.cols)), deq(static_cast<size_t>(c.rows * c.cols));
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (auto& v : row) v = u(rng);
+      ref::quantize_row(c.type, row.data(), w.data() + r * rb, c.cols);
+      ref::dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.cols, c.cols);
+    }
+    std::vector<float> x(static_cast<size_t>(c.tokens * c.cols));
+    for (auto& v : x) v = u(rng);
+    auto m = cuda::upload_matrix(c.type, w.data(), c.rows, c.cols);
+    ASSERT_TRUE(cuda::qgemm_supports(m));
+    const int64_t ldy = c.rows + 5;
+    float* dx = cuda::device_alloc_floats(x.size());
+    float* dy = cuda::device_alloc_floats(static_cast<size_t>(c.tokens * ldy));
+    cuda::copy_to_device(dx, x.data(), x.size());
+    std::vector<float> y(static_cast<size_t>(c.tokens * ldy), -7.0f);
+    cuda::copy_to_device(dy, y.data(), y.size());  // the gaps past each row must stay as they are
+    cuda::QGemmWorkspace ws;
+    cuda::qgemm_load_x(dx, c.cols, c.tokens, c.cols, ws, nullptr);
+    cuda::qgemm(m, c.tokens, dy, ldy, ws, nullptr, {c.tile, c.splits});
+    cuda::copy_to_host(y.data(), dy, y.size());
+    int bad = 0;
+    for (int t = 0; t < c.tokens; ++t) {
+      for (int64_t r = 0; r < ldy; ++r) {
+        const double got = y[static_cast<size_t>(t * ldy + r)];
+        if (r >= c.rows) {
+          if (got != -7.0 && bad++ < 5) ADD_FAILURE() << "token " << t << " wrote past the matrix at column " << r;
+          continue;
+        }
+        double want = 0, mag = 0;
+        for (int64_t k = 0; k < c.cols; ++k) {
+          const double p = double{deq[static_cast<size_t>(r * c.cols + k)]} * x[static_cast<size_t>(t * c.cols + k)];
+          want += p;
+          mag += std::abs(p);
+        }
+        // Each product carries up to two F16 roundings (2^-11 each, independent signs).
+        if (std::abs(got - want) > 1e-3 * mag + 1e-5 && bad++ < 5) {
+          ADD_FAILURE() << "token " << t << " row " << r << ": got " << got << ", want " << want;
+        }
+      }
+    }
+    cuda::device_free(dx);
+    cuda::device_free(dy);
+    cuda::free_matrix(m);
+  }
+}
+
+TEST(CudaQGemm, RefusesWhatItCannotMultiply) {
+  if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
+  std::vector<float> row(256, 0.5f);
+  std::vector<uint8_t> w(ref::row_bytes(DType::Q4_K, 256));
+  ref::quantize_row(DType::Q4_K, row.data(), w.data(), 256);
+  auto k = cuda::upload_matrix(DType::Q4_K, w.data(), 1, 256);
+  EXPECT_FALSE(cuda::qgemm_supports(k));
+  cuda::QGemmWorkspace ws;
+  EXPECT_THROW(cuda::qgemm(k, 1, nullptr, 1, ws, nullptr), Error);
+  cuda::free_matrix(k);
+  std::vector<uint8_t> q(ref::row_bytes(DType::Q8_0, 64));  // 64 columns: not a whole run of 128
+  std::vector<float> r64(64, 0.25f);
+  ref::quantize_row(DType::Q8_0, r64.data(), q.data(), 64);
+  auto narrow = cuda::upload_matrix(DType::Q8_0, q.data(), 1, 64);
+  EXPECT_FALSE(cuda::qgemm_supports(narrow));
+  cuda::free_matrix(narrow);
+}
+
+}  // namespace
+}  // namespace vireo
+#endif
