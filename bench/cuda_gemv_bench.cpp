@@ -195,6 +195,11 @@ TILES(DType::Q4_0, q4_0, 4096, 14336)
 
 BATCHED(DType::Q4_0, q4_0)
 BATCHED(DType::Q8_0, q8_0)
+BATCHED(DType::Q4_K, q4_K)
+BATCHED(DType::Q6_K, q6_K)
+// The output head of Llama 3 (Q6_K in Q4_0 and Q4_K_M files), for batched decode.
+BENCHMARK_CAPTURE(BM_CudaBatchedMatmul, q6_K_128256x4096, DType::Q6_K, 128256, 4096)
+    ->ArgsProduct({{64, 128}, {0, 1}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 #endif

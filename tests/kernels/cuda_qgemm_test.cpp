@@ -32,18 +32,23 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<Case> cases;
-  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // whole blocks of 256
     for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128}) {
-      cases.push_back({type, 37, 128, 9, tile});  // one stage
-      cases.push_back({type, 45, 896, 17, tile});
+      if (!k_quant) {
+        cases.push_back({type, 37, 128, 9, tile});  // one stage
+        cases.push_back({type, 45, 896, 17, tile});
+      }
       cases.push_back({type, 300, 1024, 65, tile});
       cases.push_back({type, 129, 4352, 1, tile});
     }
     cases.push_back({type, 257, 4096, 300, T::Auto});
     cases.push_back({type, 64, 14336, 33, T::Auto});
-    // Split widths: even and uneven runs of stages, one stage each, more splits than stages.
+    // Split widths: even and uneven runs of stages (K-quant splits starting mid-block), one stage
+    // each, more splits than stages.
     for (int splits : {1, 2, 3, 7, 64}) cases.push_back({type, 100, 1792, 40, T::R64xT64, splits});
-    cases.push_back({type, 45, 896, 70, T::R64xT64, 5});
+    if (!k_quant) cases.push_back({type, 45, 896, 70, T::R64xT64, 5});
+    if (type == DType::Q6_K) cases.push_back({type, 3, 256, 5, T::R32xT32});  // odd count of d values: read in pairs
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << static_cast<int>(c.type) << " " << c.rows << "x" << c.cols << " tokens " << c.tokens << " tile "
@@ -84,8 +89,10 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
           want += p;
           mag += std::abs(p);
         }
-        // Each product carries up to two F16 roundings (2^-11 each, independent signs).
-        if (std::abs(got - want) > 1e-3 * mag + 1e-5 && bad++ < 5) {
+        // Each product carries up to two F16 roundings (2^-11 each); K-quant weights three or four
+        // (sub-block scale, min and the weight itself).
+        const double tol = c.type == DType::Q4_K || c.type == DType::Q6_K ? 3e-3 : 1e-3;
+        if (std::abs(got - want) > tol * mag + 1e-5 && bad++ < 5) {
           ADD_FAILURE() << "token " << t << " row " << r << ": got " << got << ", want " << want;
         }
       }
@@ -99,9 +106,9 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
 TEST(CudaQGemm, RefusesWhatItCannotMultiply) {
   if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
   std::vector<float> row(256, 0.5f);
-  std::vector<uint8_t> w(ref::row_bytes(DType::Q4_K, 256));
-  ref::quantize_row(DType::Q4_K, row.data(), w.data(), 256);
-  auto k = cuda::upload_matrix(DType::Q4_K, w.data(), 1, 256);
+  std::vector<uint8_t> w(ref::row_bytes(DType::Q5_K, 256));
+  ref::quantize_row(DType::Q5_K, row.data(), w.data(), 256);
+  auto k = cuda::upload_matrix(DType::Q5_K, w.data(), 1, 256);
   EXPECT_FALSE(cuda::qgemm_supports(k));
   cuda::QGemmWorkspace ws;
   EXPECT_THROW(cuda::qgemm(k, 1, nullptr, 1, ws, nullptr), Error);

@@ -497,7 +497,7 @@ DeviceMatrix upload_matrix(DType type, const void* host_rows, int64_t rows, int6
     }
     m.bytes = records.size() + ds.size() * 2;
     check(cudaMalloc(&m.levels, records.size()), "malloc");
-    check(cudaMalloc(&m.scales, ds.size() * 2), "malloc");
+    check(cudaMalloc(&m.scales, ds.size() * 2 + 4), "malloc");  // qgemm reads d in aligned pairs
     check(cudaMemcpy(m.levels, records.data(), records.size(), cudaMemcpyHostToDevice), "upload");
     check(cudaMemcpy(m.scales, ds.data(), ds.size() * 2, cudaMemcpyHostToDevice), "upload");
     return m;

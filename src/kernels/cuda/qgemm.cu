@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "dequant.cuh"
 #include "device_util.cuh"
 #include "vireo/core/error_types.h"
 
@@ -28,6 +29,10 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
 __device__ __forceinline__ void cp_async8(void* smem, const void* gmem) {
   const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -68,15 +73,39 @@ __device__ __forceinline__ void q8_pairs(uint32_t w, __half2 d, uint32_t& p02, u
   p13 = h2_bits(__hmul2(__hsub2(bits_h2(__byte_perm(u, 0x64646464u, 0x4341)), off), d));
 }
 
-template <class C, bool Q4>
+// 6-bit (Q6_K) or 4-bit (Q4_K) levels l in a word's bytes, as the pairs (b0, b2) and (b1, b3) of
+// half2 values (l - offset) * scale: Q6_K (offset 32, one scale for the word)...
+__device__ __forceinline__ void q6_pairs(uint32_t q, __half2 d, uint32_t& p02, uint32_t& p13) {
+  const __half2 off = __half2half2(__ushort_as_half(0x6420));  // 1056 = 1024 + 32
+  p02 = h2_bits(__hmul2(__hsub2(bits_h2(__byte_perm(q, 0x64646464u, 0x4240)), off), d));
+  p13 = h2_bits(__hmul2(__hsub2(bits_h2(__byte_perm(q, 0x64646464u, 0x4341)), off), d));
+}
+// ... and Q4_K (l * scale - min).
+__device__ __forceinline__ void q4k_pairs(uint32_t q, __half2 scale, __half2 neg_min, uint32_t& p02, uint32_t& p13) {
+  const __half2 off = __half2half2(__ushort_as_half(0x6400));  // 1024
+  p02 = h2_bits(__hfma2(__hsub2(bits_h2(__byte_perm(q, 0x64646464u, 0x4240)), off), scale, neg_min));
+  p13 = h2_bits(__hfma2(__hsub2(bits_h2(__byte_perm(q, 0x64646464u, 0x4341)), off), scale, neg_min));
+}
+
+// The weight formats qgemm reads, and what one row of a stage (128 columns) keeps in shared
+// memory: Q4_0 / Q8_0 their 4 blocks' levels (scales apart); Q4_K half a block's levels, then the
+// block's 16-byte head (d, dmin, scale codes); Q6_K half a block's ql, qh and scales, then the
+// pair of d values that holds the block's (d is kept apart from the records, see upload_matrix).
+enum class WFmt { Q4_0, Q8_0, Q4_K, Q6_K };
+template <WFmt F>
+constexpr int kStageRowBytes = F == WFmt::Q4_0 ? 64 : F == WFmt::Q8_0 ? 128 : F == WFmt::Q4_K ? 80 : 112;
+
+template <class C, WFmt F>
 struct Tile {
   static constexpr int kThreads = C::WM * C::WN * 32;
   static constexpr int kRows = C::WM * C::TM * 16, kTokens = C::WN * C::TN * 8;
-  static constexpr int kLevelBytes = Q4 ? 16 : 32;  // one block's weight levels
+  static constexpr bool kBlock32 = F == WFmt::Q4_0 || F == WFmt::Q8_0;
   // Shared-memory rows are padded so that the rows one fragment load touches start in distinct
-  // banks (+16 bytes for the 4-byte loads of levels, +32 for the 8-byte loads of activations).
-  static constexpr int kRowA = C::KB * kLevelBytes + 16, kRowB = C::KB * 64 + 32;
-  static constexpr int kA = kRows * kRowA, kAs = kRows * C::KB * 2, kB = kTokens * kRowB;
+  // banks (4-byte loads of levels: a row's bytes mod 128 in {16, 48, 80, 112}; 8-byte loads of
+  // activations: +32).
+  static constexpr int kRowA = kStageRowBytes<F> + (kBlock32 ? 16 : 0), kRowB = C::KB * 64 + 32;
+  static_assert(kRowA % 32 == 16, "fragment loads of 8 rows fall in distinct banks");
+  static constexpr int kA = kRows * kRowA, kAs = kBlock32 ? kRows * C::KB * 2 : 0, kB = kTokens * kRowB;
   static constexpr int kStageBytes = kA + kAs + kB;
   static constexpr int kSmem = C::S * kStageBytes;
   static_assert(kA % 16 == 0 && kAs % 16 == 0 && kB % 16 == 0, "stage parts stay 16-byte aligned");
@@ -85,11 +114,12 @@ struct Tile {
 
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
 // layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
-template <class C, bool Q4>
+template <class C, WFmt F>
 __global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t* __restrict__ wl, const __half* __restrict__ ws, int rows,
                                                                   const __half* __restrict__ x, int n, int nb, float* __restrict__ y,
                                                                   int64_t ldy, int64_t split_stride, int stages_per_split) {
-  using L = Tile<C, Q4>;
+  using L = Tile<C, F>;
+  constexpr bool Q4 = F == WFmt::Q4_0;
   constexpr int WM = C::WM, TM = C::TM, TN = C::TN, KB = C::KB, kStages = C::S;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -106,15 +136,39 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t*
     uint8_t* sas = sa + L::kA;
     uint8_t* sb = sas + L::kAs;
     const int b0 = (first + k) * KB;
-    constexpr int kChunksA = KB * L::kLevelBytes / 16, kChunksB = KB * 64 / 16;
-    for (int i = tid; i < L::kRows * kChunksA; i += L::kThreads) {  // rows past the end read the last (never stored)
-      const int r = i / kChunksA, c = i % kChunksA, gr = min(row0 + r, rows - 1);
-      cp_async16(sa + r * L::kRowA + c * 16, wl + (static_cast<size_t>(gr) * nb + b0) * L::kLevelBytes + c * 16);
+    // Rows past the end read the last row (computed, never stored).
+    if constexpr (L::kBlock32) {
+      constexpr int kLevelBytes = kStageRowBytes<F> / KB, kChunksA = kStageRowBytes<F> / 16;
+      for (int i = tid; i < L::kRows * kChunksA; i += L::kThreads) {
+        const int r = i / kChunksA, c = i % kChunksA, gr = min(row0 + r, rows - 1);
+        cp_async16(sa + r * L::kRowA + c * 16, wl + (static_cast<size_t>(gr) * nb + b0) * kLevelBytes + c * 16);
+      }
+      for (int r = tid; r < L::kRows; r += L::kThreads) {
+        const int gr = min(row0 + r, rows - 1);
+        cp_async8(sas + r * KB * 2, ws + static_cast<size_t>(gr) * nb + b0);
+      }
+    } else {
+      // Super-blocks of 256: this stage is half h of block sb of each row.
+      const int nbk = nb / 8, sb = (first + k) / 2, h = (first + k) % 2;
+      constexpr int kPieces = F == WFmt::Q4_K ? 5 : 8;
+      for (int i = tid; i < L::kRows * kPieces; i += L::kThreads) {
+        const int r = i / kPieces, p = i % kPieces, gr = min(row0 + r, rows - 1);
+        const size_t blk = static_cast<size_t>(gr) * nbk + sb;
+        uint8_t* dst = sa + r * L::kRowA;
+        if constexpr (F == WFmt::Q4_K) {  // [d, dmin, scales 12 | qs 128] -> qs half, head
+          const uint8_t* rec = wl + blk * 144;
+          if (p < 4) cp_async16(dst + p * 16, rec + 16 + 64 * h + p * 16);
+          else cp_async16(dst + 64, rec);
+        } else {  // [ql 128 | qh 64 | scales 16] -> ql half, qh half, scales half, d pair
+          const uint8_t* rec = wl + blk * 208;
+          if (p < 4) cp_async16(dst + p * 16, rec + 64 * h + p * 16);
+          else if (p < 6) cp_async16(dst + 64 + (p - 4) * 16, rec + 128 + 32 * h + (p - 4) * 16);
+          else if (p == 6) cp_async8(dst + 96, rec + 192 + 8 * h);
+          else cp_async4(dst + 104, ws + (blk & ~size_t{1}));
+        }
+      }
     }
-    for (int r = tid; r < L::kRows; r += L::kThreads) {
-      const int gr = min(row0 + r, rows - 1);
-      cp_async8(sas + r * KB * 2, ws + static_cast<size_t>(gr) * nb + b0);
-    }
+    constexpr int kChunksB = KB * 64 / 16;
     for (int i = tid; i < L::kTokens * kChunksB; i += L::kThreads) {
       const int t = i / kChunksB, c = i % kChunksB, gt = min(tok0 + t, n - 1);
       cp_async16(sb + t * L::kRowB + c * 16, x + (static_cast<size_t>(gt) * nb + b0) * 32 + c * 8);
@@ -122,7 +176,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t*
   };
 
   float acc[TM][TN][4] = {};
-  auto compute_stage = [&](int slot) {
+  auto compute_stage = [&](int slot, int k) {
     const uint8_t* sa = smem + slot * L::kStageBytes;
     const auto* sas = reinterpret_cast<const __half*>(sa + L::kA);
     const uint8_t* sb = sa + L::kA + L::kAs;
@@ -134,13 +188,49 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t*
 #pragma unroll
       for (int tm = 0; tm < TM; ++tm) {
         const int r = wm * TM * 16 + tm * 16 + g;
-        const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
-        if constexpr (Q4) {
+        if constexpr (F == WFmt::Q4_K) {
+          const int j = ((first + k) % 2) * 4 + kb;  // sub-block of the super-block
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {  // rows r and r + 8
+            const uint8_t* row = sa + (r + 8 * half) * L::kRowA;
+            const uint8_t* head = row + 64;
+            int sc, m;
+            scale_min_k4(j, head + 4, sc, m);
+            const float d = __half2float(*reinterpret_cast<const __half*>(head));
+            const float dmin = __half2float(*reinterpret_cast<const __half*>(head + 2));
+            const __half2 scale = __float2half2_rn(d * static_cast<float>(sc)), neg_min = __float2half2_rn(-dmin * static_cast<float>(m));
+            const int shift = 4 * (kb & 1);
+            const uint32_t lo = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 4 * t4) >> shift) & 0x0F0F0F0Fu;
+            const uint32_t hi = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 16 + 4 * t4) >> shift) & 0x0F0F0F0Fu;
+            q4k_pairs(lo, scale, neg_min, a[tm][0][half], a[tm][0][half + 2]);
+            q4k_pairs(hi, scale, neg_min, a[tm][1][half], a[tm][1][half + 2]);
+          }
+        } else if constexpr (F == WFmt::Q6_K) {
+          const int nbk = nb / 8, sb = (first + k) / 2;
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const uint8_t* row = sa + (r + 8 * half) * L::kRowA;
+            const size_t blk = static_cast<size_t>(min(row0 + r + 8 * half, rows - 1)) * nbk + sb;
+            const float d = __half2float(reinterpret_cast<const __half*>(row + 104)[blk & 1]);
+            const auto* scales = reinterpret_cast<const int8_t*>(row + 96);
+            const __half2 ds_lo = __float2half2_rn(d * static_cast<float>(scales[2 * kb]));
+            const __half2 ds_hi = __float2half2_rn(d * static_cast<float>(scales[2 * kb + 1]));
+            const int lshift = 4 * (kb >> 1), hshift = 2 * kb;
+            const uint32_t lo = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
+                                (((*reinterpret_cast<const uint32_t*>(row + 64 + 4 * t4) >> hshift) & 0x03030303u) << 4);
+            const uint32_t hi = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 16 + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
+                                (((*reinterpret_cast<const uint32_t*>(row + 64 + 16 + 4 * t4) >> hshift) & 0x03030303u) << 4);
+            q6_pairs(lo, ds_lo, a[tm][0][half], a[tm][0][half + 2]);
+            q6_pairs(hi, ds_hi, a[tm][1][half], a[tm][1][half + 2]);
+          }
+        } else if constexpr (Q4) {
+          const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
           const uint32_t w0 = *reinterpret_cast<const uint32_t*>(sa + r * L::kRowA + kb * 16 + 4 * t4);
           const uint32_t w1 = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * L::kRowA + kb * 16 + 4 * t4);
           q4_pairs(w0, d0, a[tm][0][0], a[tm][0][2], a[tm][1][0], a[tm][1][2]);
           q4_pairs(w1, d1, a[tm][0][1], a[tm][0][3], a[tm][1][1], a[tm][1][3]);
         } else {
+          const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
           const uint8_t* p0 = sa + r * L::kRowA + kb * 32 + 4 * t4;
           const uint8_t* p1 = p0 + 8 * L::kRowA;
           q8_pairs(*reinterpret_cast<const uint32_t*>(p0), d0, a[tm][0][0], a[tm][0][2]);
@@ -173,7 +263,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t*
     const int next = k + kStages - 1;
     if (next < n_stages) load_stage(next, next % kStages);
     cp_async_commit();
-    compute_stage(k % kStages);
+    compute_stage(k % kStages, k);
   }
 
   // C fragment: acc 0/1 row g, tokens 2*t4 and 2*t4+1; acc 2/3 row g+8.
@@ -230,10 +320,10 @@ struct Run {
   cudaStream_t st;
 };
 
-template <class C, bool Q4>
+template <class C, WFmt F>
 void launch(const Run& run) {
-  using L = Tile<C, Q4>;
-  auto* kernel = qgemm_kernel<C, Q4>;
+  using L = Tile<C, F>;
+  auto* kernel = qgemm_kernel<C, F>;
   static const bool configured = [&] {  // over 48 KiB of shared memory needs opting in, once per kernel
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmem), "qgemm smem");
     return true;
@@ -269,18 +359,18 @@ void launch(const Run& run) {
   }
 }
 
-template <bool Q4>
+template <WFmt F>
 void launch_tile(QGemmTile tile, const Run& run) {
   if (tile == QGemmTile::Auto) {
     const int n = run.n;
     tile = n <= 16 ? QGemmTile::R32xT32 : n <= 64 ? QGemmTile::R128xT64 : QGemmTile::R128xT128;
   }
   switch (tile) {
-    case QGemmTile::R32xT32: launch<Config<2, 1, 1, 4, 4, 4>, Q4>(run); break;
-    case QGemmTile::R64xT64: launch<Config<2, 2, 2, 4, 4, 4>, Q4>(run); break;
-    case QGemmTile::R128xT64: launch<Config<4, 1, 2, 8, 4, 4>, Q4>(run); break;
-    case QGemmTile::R64xT128: launch<Config<2, 2, 2, 8, 4, 3>, Q4>(run); break;
-    default: launch<Config<4, 2, 2, 8, 4, 3>, Q4>(run); break;
+    case QGemmTile::R32xT32: launch<Config<2, 1, 1, 4, 4, 4>, F>(run); break;
+    case QGemmTile::R64xT64: launch<Config<2, 2, 2, 4, 4, 4>, F>(run); break;
+    case QGemmTile::R128xT64: launch<Config<4, 1, 2, 8, 4, 4>, F>(run); break;
+    case QGemmTile::R64xT128: launch<Config<2, 2, 2, 8, 4, 3>, F>(run); break;
+    default: launch<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
 }
 
@@ -302,7 +392,8 @@ QGemmWorkspace::~QGemmWorkspace() {
 }
 
 bool qgemm_supports(const DeviceMatrix& w) {
-  return (w.type == DType::Q4_0 || w.type == DType::Q8_0) && w.cols % kMinStageCols == 0 && w.rows > 0;
+  const bool type = w.type == DType::Q4_0 || w.type == DType::Q8_0 || w.type == DType::Q4_K || w.type == DType::Q6_K;
+  return type && w.cols % kMinStageCols == 0 && w.rows > 0;
 }
 
 void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s) {
@@ -326,16 +417,17 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
 }
 
 void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
-  if (!qgemm_supports(w)) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: weights must be Q4_0 or Q8_0 with whole runs of 128 columns");
+  if (!qgemm_supports(w)) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: weights must be Q4_0, Q8_0, Q4_K or Q6_K with whole runs of 128 columns");
   if (ws.cols != w.cols || ws.n_tokens < n_tokens) {
     throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations were not loaded for this product (qgemm_load_x)");
   }
   if (n_tokens <= 0) return;
   const Run run{w, n_tokens, y, ldy, ws, opt.splits, static_cast<cudaStream_t>(s)};
-  if (w.type == DType::Q4_0) {
-    launch_tile<true>(opt.tile, run);
-  } else {
-    launch_tile<false>(opt.tile, run);
+  switch (w.type) {
+    case DType::Q4_0: launch_tile<WFmt::Q4_0>(opt.tile, run); break;
+    case DType::Q8_0: launch_tile<WFmt::Q8_0>(opt.tile, run); break;
+    case DType::Q4_K: launch_tile<WFmt::Q4_K>(opt.tile, run); break;
+    default: launch_tile<WFmt::Q6_K>(opt.tile, run); break;
   }
   check(cudaGetLastError(), "qgemm launch");
 }

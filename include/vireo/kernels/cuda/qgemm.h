@@ -1,5 +1,5 @@
-// Products of many rows (batched decode, prefill) with Q4_0 / Q8_0 weights on the tensor cores,
-// straight from the stored blocks: each thread turns its share of a weight tile into F16 in
+// Products of many rows (batched decode, prefill) with Q4_0 / Q8_0 / Q4_K / Q6_K weights on the
+// tensor cores, straight from the stored blocks: each thread turns its share of a weight tile into F16 in
 // registers (level minus offset, times the block's scale) and multiplies it with the activations
 // in F16, accumulating in F32 (mma m16n8k16). No F16 copy of the weights is written or read back.
 // Host-side API: no CUDA headers needed to call it.
@@ -36,7 +36,7 @@ struct QGemmWorkspace {
 // 0.63-0.78x.
 constexpr int kDefaultQGemmRows = 128;
 
-// True when qgemm multiplies `w`: Q4_0 or Q8_0, with whole runs of 128 columns.
+// True when qgemm multiplies `w`: Q4_0, Q8_0, Q4_K or Q6_K, with whole runs of 128 columns.
 bool qgemm_supports(const DeviceMatrix& w);
 
 // Loads x [n_tokens][ldx] (F32) into ws as the F16 operand of the products that follow.
