@@ -492,7 +492,8 @@ class CudaBackend final : public Backend {
 
   void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
                  const Buffer& out) override {
-    if (replaying("attention")) return;
+    // (Profiled apart by size: decode steps of a batch against prompt chunks.)
+    if (replaying(q.rows() <= 128 ? "attention: <= 128 rows" : "attention: > 128 rows")) return;
     op_checks::attention(q, k, v, ranges, p, out);
     cuda::AttentionShape a;
     a.rows = q.rows();

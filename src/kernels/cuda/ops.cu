@@ -397,18 +397,17 @@ __device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int
 // The end of a decode-attention block, for query head h: merges the warps' online-softmax states
 // (max ms[w], sum ls[w], unnormalised sacc[w]) and writes the output row (one split) or the split's
 // partial result for attention_combine_kernel.
-template <int DT>
-__device__ __forceinline__ void store_merged(const float (&ms)[kAttnWarps], const float (&ls)[kAttnWarps],
-                                             const float (&sacc)[kAttnWarps][DT * 32], int64_t i, int h, int head_dim, int n_head,
-                                             int split, int n_split, float* out, int64_t ldo, float* part_acc, float* part_ml,
-                                             const Rounding& rd) {
+template <int DT, int W = kAttnWarps>
+__device__ __forceinline__ void store_merged(const float (&ms)[W], const float (&ls)[W], const float (&sacc)[W][DT * 32], int64_t i,
+                                             int h, int head_dim, int n_head, int split, int n_split, float* out, int64_t ldo,
+                                             float* part_acc, float* part_ml, const Rounding& rd) {
   float M = -INFINITY;
 #pragma unroll
-  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, ms[w]);
+  for (int w = 0; w < W; ++w) M = fmaxf(M, ms[w]);
   float L = 0;
-  float wscale[kAttnWarps];
+  float wscale[W];
 #pragma unroll
-  for (int w = 0; w < kAttnWarps; ++w) {
+  for (int w = 0; w < W; ++w) {
     wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
     L += ls[w] * wscale[w];
   }
@@ -416,7 +415,7 @@ __device__ __forceinline__ void store_merged(const float (&ms)[kAttnWarps], cons
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float a = 0;
 #pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) a += sacc[w][d] * wscale[w];
+    for (int w = 0; w < W; ++w) a += sacc[w][d] * wscale[w];
     if (n_split == 1) {
       const float o = L > 0 ? a / L : 0.0f;
       out[i * ldo + static_cast<int64_t>(h) * head_dim + d] = o;
@@ -604,6 +603,124 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
 #pragma unroll
     for (int w = 0; w < kAttnWarps; ++w) ms[w] = sm[w][g], ls[w] = sl[w][g];
     store_merged<DT>(ms, ls, sacc, i, kvh * group + g, head_dim, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
+    __syncthreads();  // sacc is reused by the next head
+  }
+}
+
+// The group kernel for the common shape, head size 128 over an F16 cache: half-warps take keys
+// (16 lanes x 8 elements: one 16-byte load per key and lane), so each dot product reduces in 4
+// shuffles instead of 5 and a warp's loads and exponentials serve two keys at once. The two halves
+// of a warp step together (their shuffles need both), masking keys past the end.
+constexpr int kAttnStreams = 2 * kAttnWarps;
+template <int G>
+__global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(const float* q, int64_t ldq, const __half* k,
+                                                                             const __half* v, int64_t ld_kv, const int32_t* ranges,
+                                                                             int n_head, int group, float scale, int64_t n_cells,
+                                                                             float* out, int64_t ldo, float* part_acc, float* part_ml,
+                                                                             Rounding rd) {
+  constexpr int D = 128, kKeys = G > 4 ? 1 : 2;  // keys per half-warp and step
+  const int64_t i = blockIdx.x;
+  const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, half = lane / 16, sub = lane % 16;
+  const int stream = 2 * warp + half;
+  int64_t k0, k1;
+  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  const int64_t kv_off = static_cast<int64_t>(kvh) * D + 8 * sub;
+  float qv[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    const float* qh = q + i * ldq + static_cast<int64_t>(kvh * group + g) * D + 8 * sub;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      qv[g][e] = g < group ? qh[e] * scale : 0.0f;
+      acc[g][e] = 0.0f;
+    }
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+  }
+  auto load8 = [&](const __half* base, int64_t j, float (&f)[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(base + j * ld_kv + kv_off);
+    const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 t = __half22float2(h2[e]);
+      f[2 * e] = t.x, f[2 * e + 1] = t.y;
+    }
+  };
+  for (int64_t jw = k0 + warp * 2 * kKeys; jw < k1; jw += kAttnWarps * 2 * kKeys) {
+    const int64_t j0 = jw + half * kKeys;
+    float kf[kKeys][8];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      if (j0 + u < k1) {
+        load8(k, j0 + u, kf[u]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) kf[u][e] = 0.0f;
+      }
+    }
+    float p[G][kKeys];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float sc[kKeys];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        float dot = 0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) dot += qv[g][e] * kf[u][e];
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        sc[u] = j0 + u < k1 ? dot : -INFINITY;
+      }
+      float m_new = m[g];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) m_new = fmaxf(m_new, sc[u]);
+      // A half with no key left this step keeps its state (m_new is still -inf: no NaN from -inf - -inf).
+      const float corr = m_new == -INFINITY ? 1.0f : expf(m[g] - m_new);
+      l[g] *= corr;
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        p[g][u] = sc[u] == -INFINITY ? 0.0f : expf(sc[u] - m_new);
+        l[g] += p[g][u];
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] *= corr;
+      m[g] = m_new;
+    }
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      if (j0 + u < k1) {
+        load8(v, j0 + u, kf[u]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) kf[u][e] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) acc[g][e] += p[g][u] * kf[u][e];
+      }
+    }
+  }
+  // Merge the half-warps, head by head.
+  __shared__ float sm[kAttnStreams][G], sl[kAttnStreams][G], sacc[kAttnStreams][D];
+  if (sub == 0) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) sm[stream][g] = m[g], sl[stream][g] = l[g];
+  }
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (g >= group) break;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sacc[stream][8 * sub + e] = acc[g][e];
+    __syncthreads();
+    float ms[kAttnStreams], ls[kAttnStreams];
+#pragma unroll
+    for (int w = 0; w < kAttnStreams; ++w) ms[w] = sm[w][g], ls[w] = sl[w][g];
+    store_merged<D / 32, kAttnStreams>(ms, ls, sacc, i, kvh * group + g, D, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
     __syncthreads();  // sacc is reused by the next head
   }
 }
@@ -842,6 +959,19 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
     const int block_heads = attention_block_heads(a);
     if (block_heads > 1) {
       const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head_kv), static_cast<unsigned>(splits));
+      const bool aligned = reinterpret_cast<uintptr_t>(k) % 16 == 0 && reinterpret_cast<uintptr_t>(v) % 16 == 0 && ld_kv % 8 == 0;
+      if (f16 && a.head_dim == 128 && aligned) {
+        const auto* kh = static_cast<const __half*>(k);
+        const auto* vh = static_cast<const __half*>(v);
+        if (block_heads == 4) {
+          attention_group128_kernel<4><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
+                                                                           a.n_cells, out, ldo, part_acc, part_ml, rd);
+        } else {
+          attention_group128_kernel<8><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
+                                                                           a.n_cells, out, ldo, part_acc, part_ml, rd);
+        }
+        return;
+      }
 #define VIREO_ATTN_GROUP(G, F16)                                                                                                  \
   attention_group_kernel<DT, G, F16><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, \
                                                                         a.scale, a.n_cells, out, ldo, part_acc, part_ml, rd)

@@ -16,9 +16,10 @@ namespace {
 // A CTA walks the shared width in stages of KB quant blocks (KB * 32 columns), S stages in
 // flight through cp.async, and computes a tile of weight rows x tokens. Its WM x WN warps each
 // own TM x TN mma tiles of 16 rows x 8 tokens.
-template <int WM_, int WN_, int TM_, int TN_, int KB_, int S_>
+template <int WM_, int WN_, int TM_, int TN_, int KB_, int S_, int MIN_CTAS = 1>
 struct Config {
   static constexpr int WM = WM_, WN = WN_, TM = TM_, TN = TN_, KB = KB_, S = S_;
+  static constexpr int kMinCtas = MIN_CTAS;  // resident per SM (caps registers to fit)
 };
 constexpr int kMinStageCols = 128;  // KB = 4
 
@@ -115,7 +116,7 @@ struct Tile {
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
 // layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
 template <class C, WFmt F>
-__global__ void __launch_bounds__(C::WM* C::WN * 32) qgemm_kernel(const uint8_t* __restrict__ wl, const __half* __restrict__ ws, int rows,
+__global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(const uint8_t* __restrict__ wl, const __half* __restrict__ ws, int rows,
                                                                   const __half* __restrict__ x, int n, int nb, float* __restrict__ y,
                                                                   int64_t ldy, int64_t split_stride, int stages_per_split) {
   using L = Tile<C, F>;
@@ -363,13 +364,16 @@ template <WFmt F>
 void launch_tile(QGemmTile tile, const Run& run) {
   if (tile == QGemmTile::Auto) {
     const int n = run.n;
-    tile = n <= 16 ? QGemmTile::R32xT32 : n <= 64 ? QGemmTile::R128xT64 : QGemmTile::R128xT128;
+    tile = n <= 16 ? QGemmTile::R32xT32 : QGemmTile::R128xT64W8;  // measured best from 33 to 128 rows
   }
   switch (tile) {
     case QGemmTile::R32xT32: launch<Config<2, 1, 1, 4, 4, 4>, F>(run); break;
     case QGemmTile::R64xT64: launch<Config<2, 2, 2, 4, 4, 4>, F>(run); break;
     case QGemmTile::R128xT64: launch<Config<4, 1, 2, 8, 4, 4>, F>(run); break;
     case QGemmTile::R64xT128: launch<Config<2, 2, 2, 8, 4, 3>, F>(run); break;
+    case QGemmTile::R128xT64W8: launch<Config<8, 1, 1, 8, 4, 3, 2>, F>(run); break;
+    case QGemmTile::R128xT64W8Square: launch<Config<4, 2, 2, 4, 4, 3, 2>, F>(run); break;
+    case QGemmTile::R64xT64S3: launch<Config<2, 2, 2, 4, 4, 3, 3>, F>(run); break;
     default: launch<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
 }

@@ -11,7 +11,7 @@
 namespace vireo::cuda {
 
 // Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product.
-enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128 };
+enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3 };
 struct QGemmOptions {
   QGemmTile tile = QGemmTile::Auto;
   int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
