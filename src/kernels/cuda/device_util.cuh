@@ -1,4 +1,4 @@
-// Host-side helpers shared by the kernel files: error checks and event timing.
+// Host-side helpers shared by the kernel files: error checks, the device's SM count, event timing.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,6 +11,17 @@ namespace vireo::cuda {
 inline void check(cudaError_t e, const char* what) {
   // ({fmt} does not get through nvcc's front end: plain strings here.)
   if (e != cudaSuccess) throw Error(ErrorCode::Io, std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
+}
+
+// Streaming multiprocessors of the current device (asked once).
+inline int sm_count() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev);
+    return count > 0 ? count : 1;
+  }();
+  return n;
 }
 
 // Milliseconds that `iters` runs of `body` take on the device (default stream), after one

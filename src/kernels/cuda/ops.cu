@@ -14,6 +14,7 @@
 #include <string>
 
 #include "dequant.cuh"
+#include "device_util.cuh"
 #include "vireo/core/error_types.h"
 #include "vireo/kernels/cuda/ops.h"
 
@@ -916,16 +917,6 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
   flash_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem, s>>>(q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
                                                                     ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.n_cells,
                                                                     out, ldo);
-}
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, count = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev);
-    return count > 0 ? count : 1;
-  }();
-  return n;
 }
 
 // Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.

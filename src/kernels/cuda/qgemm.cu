@@ -301,16 +301,6 @@ __global__ void reduce_splits(const float* __restrict__ part, int splits, int64_
   y[(i / rows) * ldy + i % rows] = sum;
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    return sms > 0 ? sms : 1;
-  }();
-  return n;
-}
-
 struct Run {
   const DeviceMatrix& w;
   int n;
