@@ -904,6 +904,205 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
   }
 }
 
+// The same in registers (head sizes 64 and 128): each warp keeps its 16 query rows' Q, S = Q·Kᵀ
+// and O as mma fragments (m16n8k16, F16 in, F32 accumulate). The online softmax runs on the S
+// fragments (a row's values sit in one quad of lanes: two shuffles per reduction), P goes from
+// the S accumulators straight into A operands, V comes in through ldmatrix.trans, and the K/V
+// tiles of the next step load (cp.async) while this one computes. Nothing but K and V goes
+// through shared memory.
+template <int HD>
+struct Flash2Smem {
+  static constexpr int kLd = HD + 8;  // halves; +16 bytes so 8 rows' fragment loads hit distinct banks
+  __half k[2][kFlashKeys][kLd];
+  __half v[2][kFlashKeys][kLd];
+  int span[2];
+  int lo[kFlashWarps], hi[kFlashWarps];
+};
+
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gmem), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void mma_f16_16816(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(const float* __restrict__ q, int64_t ldq,
+                                                                            const __half* __restrict__ k, const __half* __restrict__ v,
+                                                                            int64_t ld_kv, const int32_t* __restrict__ ranges,
+                                                                            int64_t rows, int group, float scale, int64_t n_cells,
+                                                                            float* __restrict__ out, int64_t ldo) {
+  constexpr int KD = HD / 16, ND = HD / 8, NK = kFlashKeys / 8;  // k-steps over the head, its n-tiles, key n-tiles
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  using Smem = Flash2Smem<HD>;
+  Smem& sm = *reinterpret_cast<Smem*>(smem_raw);
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp, g = lane / 4, t4 = lane % 4;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kFlashRows + warp * 16;
+  const int64_t kv_off = static_cast<int64_t>(h / group) * HD;
+
+  // This thread's two rows (g and g + 8 of the warp's 16) and their key ranges.
+  int rb[2], re[2];
+#pragma unroll
+  for (int x = 0; x < 2; ++x) {
+    const int64_t i = row0 + g + 8 * x;
+    rb[x] = re[x] = 0;
+    if (i < rows) {
+      const int b = ranges[2 * i], e = b + ranges[2 * i + 1];
+      if (b >= 0 && e >= b && e <= n_cells) rb[x] = b, re[x] = e;  // the runtime checks ranges
+    }
+  }
+  // The block's key span: the union of its rows' ranges.
+  int lo = re[0] > rb[0] ? rb[0] : INT_MAX, hi = re[0] > rb[0] ? re[0] : 0;
+  if (re[1] > rb[1]) lo = min(lo, rb[1]), hi = max(hi, re[1]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+  }
+  if (lane == 0) sm.lo[warp] = lo, sm.hi[warp] = hi;
+  __syncthreads();
+  lo = INT_MAX, hi = 0;
+#pragma unroll
+  for (int w = 0; w < kFlashWarps; ++w) lo = min(lo, sm.lo[w]), hi = max(hi, sm.hi[w]);
+  if (lo == INT_MAX) lo = hi = 0;
+
+  // Q fragments, scaled, as F16.
+  uint32_t qa[KD][4];
+#pragma unroll
+  for (int dt = 0; dt < KD; ++dt) {
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {  // a0: row g, dims 2t..; a1: row g+8; a2: row g, dims 8+2t..; a3: row g+8
+      const int64_t i = row0 + g + 8 * (x & 1);
+      const int d = dt * 16 + 2 * t4 + 8 * (x >> 1);
+      float2 f = make_float2(0.0f, 0.0f);
+      if (i < rows) f = *reinterpret_cast<const float2*>(q + i * ldq + static_cast<int64_t>(h) * HD + d);
+      qa[dt][x] = pack_half2(f.x * scale, f.y * scale);
+    }
+  }
+
+  auto load_tile = [&](int j0, int buf) {
+    for (int idx = tid; idx < kFlashKeys * HD / 8; idx += blockDim.x) {
+      const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+      const int64_t j = j0 + r;
+      const bool ok = j < hi;
+      const int64_t src = (ok ? j : 0) * ld_kv + kv_off + c;
+      cp_async16_zfill(&sm.k[buf][r][c], k + src, ok);
+      cp_async16_zfill(&sm.v[buf][r][c], v + src, ok);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  };
+
+  float o[ND][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  if (lo < hi) load_tile(lo, 0);
+  int buf = 0;
+  for (int j0 = lo; j0 < hi; j0 += kFlashKeys, buf ^= 1) {
+    if (j0 + kFlashKeys < hi) {
+      load_tile(j0 + kFlashKeys, buf ^ 1);  // the buffer every warp finished with last step
+      asm volatile("cp.async.wait_group 1;\n" ::);
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::);
+    }
+    __syncthreads();
+
+    // S = Q·Kᵀ for 64 keys: 8 n-tiles of 8 keys.
+    float sc[NK][4];
+#pragma unroll
+    for (int nt = 0; nt < NK; ++nt) {
+      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+      const __half* kr = &sm.k[buf][nt * 8 + g][0];
+#pragma unroll
+      for (int dt = 0; dt < KD; ++dt) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
+        mma_f16_16816(qa[dt], b0, b1, sc[nt]);
+      }
+    }
+    // Mask keys outside each row's range; the online softmax per row (quad reductions).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < NK; ++nt) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int j = j0 + nt * 8 + 2 * t4 + (x & 1), r = x >> 1;
+        if (j < rb[r] || j >= re[r]) sc[nt][x] = -INFINITY;
+        mx[r] = fmaxf(mx[r], sc[nt][x]);
+      }
+    }
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      corr[r] = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);
+      m[r] = m_new;
+      l[r] *= corr[r];
+    }
+    uint32_t pa[kFlashKeys / 16][4];
+#pragma unroll
+    for (int nt = 0; nt < NK; ++nt) {
+      float p[4];
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int r = x >> 1;
+        p[x] = sc[nt][x] == -INFINITY ? 0.0f : expf(sc[nt][x] - m[r]);
+        l[r] += p[x];
+      }
+      // The S accumulator of keys 8nt.. is half of the A operand of the 16 keys 16(nt/2)..
+      pa[nt / 2][(nt & 1) * 2] = pack_half2(p[0], p[1]);
+      pa[nt / 2][(nt & 1) * 2 + 1] = pack_half2(p[2], p[3]);
+    }
+#pragma unroll
+    for (int nd = 0; nd < ND; ++nd) {
+      o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
+    }
+    // O += P·V: V's 16 x 8 operands through ldmatrix.trans, two n-tiles per load.
+#pragma unroll
+    for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
+#pragma unroll
+      for (int nd = 0; nd < ND; nd += 2) {
+        const __half* src = &sm.v[buf][kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][(nd + lane / 16) * 8];
+        const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(src));
+        uint32_t b0, b1, b2, b3;
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                     : "r"(addr));
+        mma_f16_16816(pa[kk], b0, b1, o[nd]);
+        mma_f16_16816(pa[kk], b2, b3, o[nd + 1]);
+      }
+    }
+    __syncthreads();  // every warp is done with this buffer before the next load overwrites it
+  }
+
+  // Row sums over the quad, then O / l.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t i = row0 + g + 8 * r;
+      if (i >= rows) continue;
+      const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+      float2 val = make_float2(o[nd][2 * r] * inv, o[nd][2 * r + 1] * inv);
+      *reinterpret_cast<float2*>(out + i * ldo + static_cast<int64_t>(h) * HD + nd * 8 + 2 * t4) = val;
+    }
+  }
+}
+
 template <int HD>
 void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, const int32_t* ranges, const AttentionShape& a,
                   float* out, int64_t ldo, cudaStream_t s) {
@@ -914,6 +1113,20 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
     configured = true;
   }
   const dim3 grid(static_cast<unsigned>((a.rows + kFlashRows - 1) / kFlashRows), static_cast<unsigned>(a.n_head));
+  if constexpr (HD == 64 || HD == 128) {
+    if (ldq % 2 == 0 && ldo % 2 == 0 && reinterpret_cast<uintptr_t>(q) % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 8 == 0) {
+      const size_t smem2 = sizeof(Flash2Smem<HD>);
+      static const bool configured2 = [&] {
+        cudaFuncSetAttribute(flash2_attention_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem2));
+        return true;
+      }();
+      (void)configured2;
+      flash2_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem2, s>>>(q, ldq, static_cast<const __half*>(k),
+                                                                          static_cast<const __half*>(v), ld_kv, ranges, a.rows,
+                                                                          a.n_head / a.n_head_kv, a.scale, a.n_cells, out, ldo);
+      return;
+    }
+  }
   flash_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem, s>>>(q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
                                                                     ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.n_cells,
                                                                     out, ldo);
