@@ -18,19 +18,38 @@ namespace {
 
 using vireo::DType;
 
+// rows x cols of `type` from uniform values in [-1, 1]: one random row repeated (fast for the large
+// shapes), or every row drawn afresh.
+std::vector<uint8_t> quantized_matrix(DType type, int64_t rows, int64_t cols, unsigned seed, bool fresh_rows) {
+  const size_t rb = vireo::ref::row_bytes(type, cols);
+  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r == 0 || fresh_rows) {
+      for (auto& v : row) v = u(rng);
+    }
+    vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
+  }
+  return w;
+}
+
+std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
 void BM_CudaGemv(benchmark::State& state, DType type, int64_t rows, int64_t cols) {
   if (!vireo::cuda::device_available()) {
     state.SkipWithError("no CUDA device");
     return;
   }
   const int tokens = static_cast<int>(state.range(0));
-  const size_t rb = vireo::ref::row_bytes(type, cols);
-  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
-  std::vector<float> row(static_cast<size_t>(cols));
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (auto& v : row) v = u(rng);
-  for (int64_t r = 0; r < rows; ++r) vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
+  const auto w = quantized_matrix(type, rows, cols, 1, false);
   auto m = vireo::cuda::upload_matrix(type, w.data(), rows, cols);
   float* x = vireo::cuda::device_alloc_floats(static_cast<size_t>(tokens * cols));
   float* y = vireo::cuda::device_alloc_floats(static_cast<size_t>(tokens * rows));
@@ -99,8 +118,8 @@ void BM_CudaDecodeAttention(benchmark::State& state) {
 BENCHMARK(BM_CudaDecodeAttention)->Arg(16)->Arg(128)->Arg(1024)->Arg(4096)->UseManualTime()->Iterations(3)->Unit(benchmark::kMicrosecond);
 
 // Products of many rows through the CUDA backend (batched decode, prefill chunks), Llama-3-8B
-// shapes: the integer tensor-core qgemm (arg 1) against dequantizing to F16 for cuBLAS (arg 0),
-// in the same run. Reports weight GB/s and integer TOPS.
+// shapes: the tensor-core qgemm (arg 1) against dequantizing to F16 for cuBLAS (arg 0), in the
+// same run. Reports weight GB/s and TOPS.
 void BM_CudaBatchedMatmul(benchmark::State& state, DType type, int64_t rows, int64_t cols) {
   if (!vireo::cuda::device_available()) {
     state.SkipWithError("no CUDA device");
@@ -110,15 +129,7 @@ void BM_CudaBatchedMatmul(benchmark::State& state, DType type, int64_t rows, int
   const bool qgemm = state.range(1) != 0;
   setenv("VIREO_CUDA_QGEMM_ROWS", qgemm ? "100000" : "0", 1);  // read when the backend starts
   auto be = vireo::create_cuda_backend(0);
-  const size_t rb = vireo::ref::row_bytes(type, cols);
-  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
-  std::vector<float> row(static_cast<size_t>(cols));
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (auto& v : row) v = u(rng);
-    vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
-  }
+  const auto w = quantized_matrix(type, rows, cols, 3, true);
   vireo::Tensor t;
   t.name = "w";
   t.type = type;
@@ -127,8 +138,7 @@ void BM_CudaBatchedMatmul(benchmark::State& state, DType type, int64_t rows, int
   t.nbytes = w.size();
   auto wp = be->prepare(t, vireo::WeightUse::Matmul);
   vireo::Buffer x = be->alloc(DType::F32, n, cols), y = be->alloc(DType::F32, n, rows);
-  std::vector<float> xh(static_cast<size_t>(n * cols));
-  for (auto& v : xh) v = u(rng);
+  const auto xh = random_floats(static_cast<size_t>(n * cols), 5);
   be->upload(x, xh.data());
   constexpr int kCalls = 50;
   double sec = 0;
@@ -162,18 +172,11 @@ void BM_CudaQGemmTile(benchmark::State& state, DType type, int64_t rows, int64_t
   }
   const int n = static_cast<int>(state.range(0));
   const vireo::cuda::QGemmOptions opt{static_cast<vireo::cuda::QGemmTile>(state.range(1)), static_cast<int>(state.range(2))};
-  const size_t rb = vireo::ref::row_bytes(type, cols);
-  std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
-  std::vector<float> row(static_cast<size_t>(cols));
-  std::mt19937 rng(4);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (auto& v : row) v = u(rng);
-  for (int64_t r = 0; r < rows; ++r) vireo::ref::quantize_row(type, row.data(), w.data() + r * rb, cols);
+  const auto w = quantized_matrix(type, rows, cols, 4, false);
   auto m = vireo::cuda::upload_matrix(type, w.data(), rows, cols);
   float* x = vireo::cuda::device_alloc_floats(static_cast<size_t>(n * cols));
   float* y = vireo::cuda::device_alloc_floats(static_cast<size_t>(n * rows));
-  std::vector<float> xh(static_cast<size_t>(n * cols));
-  for (auto& v : xh) v = u(rng);
+  const auto xh = random_floats(static_cast<size_t>(n * cols), 6);
   vireo::cuda::copy_to_device(x, xh.data(), xh.size());
   double ms = 0;
   for (auto _ : state) {
