@@ -1,8 +1,9 @@
 // The CUDA backend: activations and weights in device memory, every op enqueued on one stream.
-// Decode-sized products (up to 32 tokens, 8 a launch) stream the weights through the gemv kernels
-// in their file's precision; larger batches (prefill, many sequences) go to tensor cores: Q4_0 and
-// Q8_0 weights through qgemm (dequantized in registers), others through cuBLAS (quantized weights
-// dequantized tile by tile into F16 first). Only download waits for the GPU.
+// Decode-sized products (up to 16 tokens by default, 8 a launch) stream the weights through the
+// gemv kernels in their file's precision; larger batches go to tensor cores: up to 128 rows (many
+// sequences decoding) Q4_0, Q8_0, Q4_K and Q6_K weights through qgemm (dequantized in registers),
+// longer ones (prompts) and other types through cuBLAS (quantized weights dequantized tile by tile
+// into F16 first). Only download waits for the GPU.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -138,7 +139,7 @@ class CudaBackend final : public Backend {
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
     // Tuning: the most rows a product takes through the gemv kernels before the GEMM path.
     if (const char* r = std::getenv("VIREO_CUDA_GEMV_ROWS")) gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, std::atoll(r));
-    // Tuning: the most rows a Q4_0 / Q8_0 product takes through qgemm; more (or any, with 0)
+    // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
     // dequantize the weights to F16 for cuBLAS.
     if (const char* q = std::getenv("VIREO_CUDA_QGEMM_ROWS")) qgemm_rows_ = std::max<int64_t>(0, std::atoll(q));
     if (const char* p = std::getenv("VIREO_CUDA_PROFILE"); p != nullptr && std::string(p) != "0") {
@@ -402,7 +403,7 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < ws.size(); ++i) {
       const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
       if (n <= qgemm_rows_ && cuda::qgemm_supports(m) && x.stride() % 4 == 0) {
-        // Q4_0 / Q8_0: tensor-core products straight from the stored weights.
+        // Q4_0, Q8_0, Q4_K, Q6_K: tensor-core products straight from the stored weights.
         if (profile_) profile_op("matmul: qgemm");
         if (!x_loaded) cuda::qgemm_load_x(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qgemm_ws_, stream_);
         x_loaded = true;
