@@ -1,8 +1,11 @@
-// Host-side helpers shared by the kernel files: error checks, the device's SM count, event timing.
+// Helpers shared by the kernel files: error checks, the device's SM count, event timing, and
+// launches that overlap the kernel before them.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "vireo/core/error_types.h"
 
@@ -41,6 +44,63 @@ double device_ms(int iters, Body body) {
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return ms;
+}
+
+// ---- programmatic dependent launch (sm_90 and newer) ----
+// Every kernel goes through launch(): on Hopper it may start while the kernel before it in the
+// stream is still running, so a step's hundreds of small kernels do not each pay a full drain and
+// ramp. The rule that keeps this correct: a kernel calls kernel_prologue() before it touches any
+// memory that another kernel writes (weights, written once at load, may be read before it).
+// kernel_prologue() also lets the next kernel start, so every kernel must call it, on every path.
+
+// Lets the next kernel in the stream launch, then waits until the kernel before this one has
+// finished and its writes are visible. Without an overlapping launch both are no-ops.
+__device__ __forceinline__ void kernel_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Starts `bytes` from `p` on their way to L2 (Hopper's bulk prefetch, 2 KB per lane and step):
+// reads of weights issued before kernel_prologue(), so they overlap the kernel before.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int lane, int lanes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int64_t kChunk = 2048;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{15};
+  const int64_t total = static_cast<int64_t>((reinterpret_cast<uintptr_t>(p) + bytes + 15 - start) & ~uintptr_t{15});
+  for (int64_t off = static_cast<int64_t>(lane) * kChunk; off < total; off += static_cast<int64_t>(lanes) * kChunk) {
+    const uint32_t n = static_cast<uint32_t>(total - off < kChunk ? total - off : kChunk);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(start + off), "r"(n) : "memory");
+  }
+#endif
+}
+
+// Whether launches overlap (compute capability 9.0 or newer; VIREO_CUDA_PDL=0 turns it off).
+inline bool overlapping_launches() {
+  static const bool on = [] {
+    if (const char* e = std::getenv("VIREO_CUDA_PDL"); e != nullptr && std::string(e) == "0") return false;
+    int dev = 0, major = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    return major >= 9;
+  }();
+  return on;
+}
+
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = overlapping_launches() ? 1 : 0;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "launch");
 }
 
 }  // namespace vireo::cuda

@@ -70,6 +70,22 @@ __device__ __forceinline__ bool warp_rows(const Job& job, WarpRows<R>& w) {
   for (int r = 0; r < R; ++r) w.rr[r] = min(w.row0 + r, w.sg.rows - 1);
   return true;
 }
+// A gemv's start: its warp's weight rows are sent towards L2 before waiting on the kernel before
+// (see launch()), so the weights stream while that kernel finishes. `level_bytes` and
+// `scale_bytes` are a row's bytes in the levels and scales arrays (0: none).
+template <int R>
+__device__ __forceinline__ bool gemv_start(const Job& job, WarpRows<R>& w, int64_t level_bytes, int64_t scale_bytes) {
+  const bool live = warp_rows(job, w);
+  if (live) {
+    const int64_t n = w.rr[R - 1] - w.row0 + 1;
+    prefetch_l2(static_cast<const uint8_t*>(w.sg.levels) + w.row0 * level_bytes, n * level_bytes, w.lane, kWarp);
+    if (scale_bytes > 0) {
+      prefetch_l2(static_cast<const uint8_t*>(w.sg.scales) + w.row0 * scale_bytes, n * scale_bytes, w.lane, kWarp);
+    }
+  }
+  kernel_prologue();
+  return live;
+}
 template <int T, int R>
 __device__ __forceinline__ void store_rows(float (&acc)[R][T], const WarpRows<R>& w) {
 #pragma unroll
@@ -83,6 +99,7 @@ __device__ __forceinline__ void store_rows(float (&acc)[R][T], const WarpRows<R>
 // block sums d * sum(q) (for Q4_0's offset of 8). One warp per block of 32.
 __global__ void quantize_x_q8(const float* __restrict__ x, int64_t ldx, int nb, int8_t* __restrict__ xq,
                               float* __restrict__ xd, float* __restrict__ xs, int n_blocks) {
+  kernel_prologue();
   const int blk = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   if (blk >= n_blocks) return;
   const float v = x[static_cast<int64_t>(blk / nb) * ldx + static_cast<int64_t>(blk % nb) * 32 + lane];
@@ -100,7 +117,7 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
   WarpRows<R> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, int64_t{16} * nb, int64_t{2} * nb)) return;
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
@@ -143,7 +160,7 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
   WarpRows<R> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, int64_t{32} * nb, int64_t{2} * nb)) return;
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
@@ -185,7 +202,7 @@ template <int T>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_constant__ Job job, const float* __restrict__ x, int n8,
                                                                 int ldx) {
   WarpRows<1> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, int64_t{16} * n8, 0)) return;
   const int lane = wr.lane;
   const uint4* rw = static_cast<const uint4*>(wr.sg.levels) + static_cast<size_t>(wr.row0) * n8;
   float acc[1][T] = {};
@@ -217,7 +234,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb,
                                                                  int64_t row_bytes) {
   WarpRows<R> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, row_bytes, 0)) return;
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
   const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
@@ -279,7 +296,7 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, int nb) {
   WarpRows<R> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, int64_t{kQ6Bytes} * nb, int64_t{2} * nb)) return;
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
   const auto* wd = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
@@ -346,7 +363,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(const __gri
                                                                     const float* __restrict__ x, int64_t ldx) {
   if constexpr (TY >= 0) w.type = static_cast<DType>(TY);
   WarpRows<1> wr;
-  if (!warp_rows(job, wr)) return;
+  if (!gemv_start(job, wr, w.row_bytes, 0)) return;
   w.levels = static_cast<const uint8_t*>(wr.sg.levels);
   w.scales = static_cast<const __half*>(wr.sg.scales);
   const int row = wr.row0, lane = wr.lane;
@@ -400,32 +417,32 @@ void launch_integer(std::span<const GemvOutput> outs, const QuantizedActivations
   const Job job = make_job(outs, kRowsPerBlock * R, grid);
   const dim3 block(kWarp * kRowsPerBlock);
   if (m.type == DType::Q4_K) {
-    gemv_q4_k<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, cols / 256, static_cast<int64_t>(m.row_bytes));
+    launch(gemv_q4_k<T, R>, grid, block, 0, st, job, qx->q, qx->d, qx->s, cols / 256, static_cast<int64_t>(m.row_bytes));
   } else if (m.type == DType::Q6_K) {
-    gemv_q6_k<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, cols / 256);
+    launch(gemv_q6_k<T, R>, grid, block, 0, st, job, qx->q, qx->d, cols / 256);
   } else if (m.type == DType::Q4_0) {
-    gemv_q4_0<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, nb);
+    launch(gemv_q4_0<T, R>, grid, block, 0, st, job, qx->q, qx->d, qx->s, nb);
   } else {
-    gemv_q8_0<T, R><<<grid, block, 0, st>>>(job, qx->q, qx->d, qx->s, nb);
+    launch(gemv_q8_0<T, R>, grid, block, 0, st, job, qx->q, qx->d, qx->s, nb);
   }
 }
 
 template <int T>
-void launch(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, cudaStream_t st) {
+void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, cudaStream_t st) {
   const DeviceMatrix& m = *outs[0].w;
   const int cols = static_cast<int>(m.cols);
   const dim3 block(kWarp * kRowsPerBlock);
   unsigned grid = 0;
   if (m.type == DType::F16 && cols % 8 == 0 && ldx % 4 == 0) {
     const Job job = make_job(outs, kRowsPerBlock, grid);
-    gemv_f16<T><<<grid, block, 0, st>>>(job, x, cols / 8, static_cast<int>(ldx));
+    launch(gemv_f16<T>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
     return;
   }
   if (!uses_q8_activations(m.type)) {
     const Job job = make_job(outs, kRowsPerBlock, grid);
     switch (m.type) {
-      case DType::Q5_K: gemv_generic<T, static_cast<int>(DType::Q5_K)><<<grid, block, 0, st>>>(job, view_of(m), x, ldx); break;
-      default: gemv_generic<T, -1><<<grid, block, 0, st>>>(job, view_of(m), x, ldx); break;
+      case DType::Q5_K: launch(gemv_generic<T, static_cast<int>(DType::Q5_K)>, grid, block, 0, st, job, view_of(m), x, ldx); break;
+      default: launch(gemv_generic<T, -1>, grid, block, 0, st, job, view_of(m), x, ldx); break;
     }
     return;
   }
@@ -576,7 +593,7 @@ void quantize_activations(const float* x, int64_t ldx, int n_tokens, int64_t col
   qx.ensure(n_blocks);
   qx.n_tokens = n_tokens;
   qx.cols = cols;
-  quantize_x_q8<<<static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, static_cast<cudaStream_t>(s)>>>(x, ldx, nb, qx.q, qx.d, qx.s,
+  launch(quantize_x_q8, static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, static_cast<cudaStream_t>(s), x, ldx, nb, qx.q, qx.d, qx.s,
                                                                                                     static_cast<int>(n_blocks));
   check(cudaGetLastError(), "quantize launch");
 }
@@ -593,14 +610,14 @@ void gemv_multi(std::span<const GemvOutput> outs, const float* x, int64_t ldx, c
   }
   const auto st = static_cast<cudaStream_t>(s);
   switch (n_tokens) {
-    case 1: launch<1>(outs, x, ldx, qx, st); break;
-    case 2: launch<2>(outs, x, ldx, qx, st); break;
-    case 3: launch<3>(outs, x, ldx, qx, st); break;
-    case 4: launch<4>(outs, x, ldx, qx, st); break;
-    case 5: launch<5>(outs, x, ldx, qx, st); break;
-    case 6: launch<6>(outs, x, ldx, qx, st); break;
-    case 7: launch<7>(outs, x, ldx, qx, st); break;
-    case 8: launch<8>(outs, x, ldx, qx, st); break;
+    case 1: launch_gemv<1>(outs, x, ldx, qx, st); break;
+    case 2: launch_gemv<2>(outs, x, ldx, qx, st); break;
+    case 3: launch_gemv<3>(outs, x, ldx, qx, st); break;
+    case 4: launch_gemv<4>(outs, x, ldx, qx, st); break;
+    case 5: launch_gemv<5>(outs, x, ldx, qx, st); break;
+    case 6: launch_gemv<6>(outs, x, ldx, qx, st); break;
+    case 7: launch_gemv<7>(outs, x, ldx, qx, st); break;
+    case 8: launch_gemv<8>(outs, x, ldx, qx, st); break;
     default: throw Error(ErrorCode::InvalidArgument, "cuda gemv: 1 to 8 tokens, got " + std::to_string(n_tokens));
   }
   check(cudaGetLastError(), "gemv launch");

@@ -68,6 +68,7 @@ WeightView view_of(const DeviceMatrix& m) {
 // ---------------------------------------------------------------- rows
 
 __global__ void get_rows_kernel(WeightView w, int64_t table_rows, const int32_t* ids, float* out, int64_t ldo) {
+  kernel_prologue();
   const int64_t i = blockIdx.x;
   const int32_t id = ids[i];
   float* o = out + i * ldo;
@@ -85,6 +86,7 @@ __global__ void get_rows_kernel(WeightView w, int64_t table_rows, const int32_t*
 
 __global__ void gather_rows_kernel(const uint8_t* src, int64_t src_stride, const int32_t* ids, int64_t row_bytes, uint8_t* out,
                                    int64_t out_stride) {
+  kernel_prologue();
   const int64_t i = blockIdx.x;
   const uint8_t* s = src + ids[i] * src_stride;
   uint8_t* o = out + i * out_stride;
@@ -92,6 +94,7 @@ __global__ void gather_rows_kernel(const uint8_t* src, int64_t src_stride, const
 }
 
 __global__ void dequantize_rows_kernel(WeightView w, int64_t row0, int64_t n_rows, void* out, bool bf16) {
+  kernel_prologue();
   const int64_t per_row = w.cols / 8;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_rows * per_row) return;
@@ -114,6 +117,7 @@ __global__ void dequantize_rows_kernel(WeightView w, int64_t row0, int64_t n_row
 }
 
 __global__ void convert_f32_kernel(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16) {
+  kernel_prologue();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= rows * cols) return;
   const float v = x[(idx / cols) * ldx + idx % cols];
@@ -128,6 +132,7 @@ __global__ void convert_f32_kernel(const float* x, int64_t ldx, int64_t rows, in
 
 __global__ void binary_kernel(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo,
                               int64_t rows, int64_t cols) {
+  kernel_prologue();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= rows * cols) return;
   const int64_t r = idx / cols, c = idx % cols;
@@ -143,6 +148,7 @@ __global__ void binary_kernel(Binary op, const float* a, int64_t lda, const floa
 }
 
 __global__ void add_bias_kernel(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias) {
+  kernel_prologue();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= rows * cols) return;
   x[(idx / cols) * ldx + idx % cols] += bias[idx % cols];
@@ -160,6 +166,7 @@ constexpr int kRowThreads = 256;
 constexpr int kNormRegs = 8;
 __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t cols,
                                     float* out, int64_t ldo, int8_t* xq, float* xd, float* xs) {
+  kernel_prologue();
   __shared__ float sh[32];
   float* xr = x + blockIdx.x * ldx;
   const float* hr = h != nullptr ? h + blockIdx.x * ldh : nullptr;
@@ -216,6 +223,7 @@ __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64
 // out = silu(gate) * up (as binary_kernel computes it), rounded to Q8_0 blocks into xq/xd/xs.
 __global__ void silu_mul_q8_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t cols, float* out, int64_t ldo,
                                    int8_t* xq, float* xd, float* xs) {
+  kernel_prologue();
   const int64_t r = blockIdx.y, c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= cols) return;  // whole warps: cols is a multiple of 32
   const float x = g[r * ldg + c];
@@ -226,6 +234,7 @@ __global__ void silu_mul_q8_kernel(const float* g, int64_t ldg, const float* u, 
 
 __global__ void layer_norm_kernel(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t cols,
                                   float* out, int64_t ldo) {
+  kernel_prologue();
   __shared__ float sh[32];
   const float* xr = x + blockIdx.x * ldx;
   float s = 0;
@@ -239,6 +248,7 @@ __global__ void layer_norm_kernel(const float* x, int64_t ldx, const float* w, c
 }
 
 __global__ void softmax_kernel(const float* x, int64_t ldx, int64_t cols, float* out, int64_t ldo) {
+  kernel_prologue();
   __shared__ float sh[32];
   const float* xr = x + blockIdx.x * ldx;
   float mx = -FLT_MAX;
@@ -252,6 +262,7 @@ __global__ void softmax_kernel(const float* x, int64_t ldx, int64_t cols, float*
 }
 
 __global__ void argmax_kernel(const float* x, int64_t ldx, int64_t cols, int32_t* out) {
+  kernel_prologue();
   __shared__ float sv[32];
   __shared__ int si[32];
   const float* xr = x + blockIdx.x * ldx;
@@ -295,6 +306,7 @@ __global__ void argmax_kernel(const float* x, int64_t ldx, int64_t cols, int32_t
 }
 
 __global__ void l2_normalize_kernel(const float* x, int64_t ldx, int64_t cols, float* out, int64_t ldo) {
+  kernel_prologue();
   __shared__ float sh[32];
   const float* xr = x + blockIdx.x * ldx;
   float ss = 0;
@@ -305,6 +317,7 @@ __global__ void l2_normalize_kernel(const float* x, int64_t ldx, int64_t cols, f
 }
 
 __global__ void mean_rows_kernel(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges, float* out, int64_t ldo) {
+  kernel_prologue();
   const int32_t begin = ranges[2 * blockIdx.x], count = ranges[2 * blockIdx.x + 1];
   const float inv = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -321,6 +334,7 @@ __global__ void mean_rows_kernel(const float* x, int64_t ldx, int64_t cols, cons
 __global__ void rope_kernel(float* x, int64_t ldx, int n_heads, float* x2, int64_t ldx2, int n_heads2, const int32_t* positions,
                             int64_t rows, int head_dim, int n_dims, bool neox, float theta_scale, const float* freq_factors,
                             float freq_scale) {
+  kernel_prologue();
   if (blockIdx.y == 1) x = x2, ldx = ldx2, n_heads = n_heads2;
   const int half = n_dims / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -344,6 +358,7 @@ __global__ void rope_kernel(float* x, int64_t ldx, int n_heads, float* x2, int64
 
 __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows,
                                 int64_t cols, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16) {
+  kernel_prologue();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= rows * cols) return;
   const int64_t r = idx / cols, c = idx % cols;
@@ -439,6 +454,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
                                                                     int64_t ld_kv, const int32_t* ranges, int n_head, int group,
                                                                     int head_dim, float scale, int64_t n_cells, float* out,
                                                                     int64_t ldo, float* part_acc, float* part_ml, Rounding rd) {
+  kernel_prologue();
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -516,6 +532,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
                                                                           int64_t ld_kv, const int32_t* ranges, int n_head, int group,
                                                                           int head_dim, float scale, int64_t n_cells, float* out,
                                                                           int64_t ldo, float* part_acc, float* part_ml, Rounding rd) {
+  kernel_prologue();
   const int64_t i = blockIdx.x;
   const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -619,6 +636,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
                                                                              int n_head, int group, float scale, int64_t n_cells,
                                                                              float* out, int64_t ldo, float* part_acc, float* part_ml,
                                                                              Rounding rd) {
+  kernel_prologue();
   constexpr int D = 128, kKeys = G > 4 ? 1 : 2;  // keys per half-warp and step
   const int64_t i = blockIdx.x;
   const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
@@ -639,8 +657,20 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
     m[g] = -INFINITY;
     l[g] = 0.0f;
   }
-  auto load8 = [&](const __half* base, int64_t j, float (&f)[8]) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(base + j * ld_kv + kv_off);
+  // K and V of a step are loaded together, and the next step's while this one computes: a
+  // block's keys are a chain of steps, so bytes in flight, not arithmetic, set its speed.
+  auto fetch = [&](int64_t j0, uint4 (&kr)[kKeys], uint4 (&vr)[kKeys]) {
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      if (j0 + u < k1) {
+        kr[u] = *reinterpret_cast<const uint4*>(k + (j0 + u) * ld_kv + kv_off);
+        vr[u] = *reinterpret_cast<const uint4*>(v + (j0 + u) * ld_kv + kv_off);
+      } else {
+        kr[u] = vr[u] = make_uint4(0, 0, 0, 0);  // F16 zeros
+      }
+    }
+  };
+  auto to_floats = [](const uint4& raw, float (&f)[8]) {
     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
@@ -648,18 +678,18 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
       f[2 * e] = t.x, f[2 * e + 1] = t.y;
     }
   };
-  for (int64_t jw = k0 + warp * 2 * kKeys; jw < k1; jw += kAttnWarps * 2 * kKeys) {
+  constexpr int64_t kStep = kAttnWarps * 2 * kKeys;
+  uint4 k_next[kKeys], v_next[kKeys];
+  fetch(k0 + warp * 2 * kKeys + half * kKeys, k_next, v_next);
+  for (int64_t jw = k0 + warp * 2 * kKeys; jw < k1; jw += kStep) {
     const int64_t j0 = jw + half * kKeys;
+    uint4 k_raw[kKeys], v_raw[kKeys];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) k_raw[u] = k_next[u], v_raw[u] = v_next[u];
+    fetch(j0 + kStep, k_next, v_next);
     float kf[kKeys][8];
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      if (j0 + u < k1) {
-        load8(k, j0 + u, kf[u]);
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) kf[u][e] = 0.0f;
-      }
-    }
+    for (int u = 0; u < kKeys; ++u) to_floats(k_raw[u], kf[u]);
     float p[G][kKeys];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -689,14 +719,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
       m[g] = m_new;
     }
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      if (j0 + u < k1) {
-        load8(v, j0 + u, kf[u]);
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) kf[u][e] = 0.0f;
-      }
-    }
+    for (int u = 0; u < kKeys; ++u) to_floats(v_raw[u], kf[u]);
 #pragma unroll
     for (int g = 0; g < G; ++g) {
 #pragma unroll
@@ -731,6 +754,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
 constexpr int kMaxSplits = 64;
 __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, const float* __restrict__ part_acc,
                                          const float* __restrict__ part_ml, float* __restrict__ out, int64_t ldo, Rounding rd) {
+  kernel_prologue();
   __shared__ float weight[kMaxSplits], red[32];
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y;
@@ -782,6 +806,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
                                                                            int64_t ld_kv, const int32_t* __restrict__ ranges, int64_t rows,
                                                                            int group, float scale, int64_t n_cells, float* __restrict__ out,
                                                                            int64_t ldo) {
+  kernel_prologue();
   using namespace nvcuda;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Smem = FlashSmem<HD>;
@@ -941,6 +966,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
                                                                             int64_t ld_kv, const int32_t* __restrict__ ranges,
                                                                             int64_t rows, int group, float scale, int64_t n_cells,
                                                                             float* __restrict__ out, int64_t ldo) {
+  kernel_prologue();
   constexpr int KD = HD / 16, ND = HD / 8, NK = kFlashKeys / 8;  // k-steps over the head, its n-tiles, key n-tiles
   extern __shared__ __align__(128) unsigned char smem_raw[];
   using Smem = Flash2Smem<HD>;
@@ -1121,13 +1147,13 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
         return true;
       }();
       (void)configured2;
-      flash2_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem2, s>>>(q, ldq, static_cast<const __half*>(k),
+      launch(flash2_attention_kernel<HD>, grid, kFlashWarps * kWarp, smem2, s, q, ldq, static_cast<const __half*>(k),
                                                                           static_cast<const __half*>(v), ld_kv, ranges, a.rows,
                                                                           a.n_head / a.n_head_kv, a.scale, a.n_cells, out, ldo);
       return;
     }
   }
-  flash_attention_kernel<HD><<<grid, kFlashWarps * kWarp, smem, s>>>(q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
+  launch(flash_attention_kernel<HD>, grid, kFlashWarps * kWarp, smem, s, q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
                                                                     ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.n_cells,
                                                                     out, ldo);
 }
@@ -1168,16 +1194,16 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
         const auto* kh = static_cast<const __half*>(k);
         const auto* vh = static_cast<const __half*>(v);
         if (block_heads == 4) {
-          attention_group128_kernel<4><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
+          launch(attention_group128_kernel<4>, grid, kAttnWarps * kWarp, 0, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
                                                                            a.n_cells, out, ldo, part_acc, part_ml, rd);
         } else {
-          attention_group128_kernel<8><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
+          launch(attention_group128_kernel<8>, grid, kAttnWarps * kWarp, 0, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
                                                                            a.n_cells, out, ldo, part_acc, part_ml, rd);
         }
         return;
       }
 #define VIREO_ATTN_GROUP(G, F16)                                                                                                  \
-  attention_group_kernel<DT, G, F16><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, \
+  launch(attention_group_kernel<DT, G, F16>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, \
                                                                         a.scale, a.n_cells, out, ldo, part_acc, part_ml, rd)
       if (block_heads == 4) {
         if (f16) VIREO_ATTN_GROUP(4, true); else VIREO_ATTN_GROUP(4, false);
@@ -1190,10 +1216,10 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
   }
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
   if (f16) {
-    attention_kernel<DT, true><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
+    launch(attention_kernel<DT, true>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
                                                                   a.n_cells, out, ldo, part_acc, part_ml, rd);
   } else {
-    attention_kernel<DT, false><<<grid, kAttnWarps * kWarp, 0, s>>>(q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim,
+    launch(attention_kernel<DT, false>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim,
                                                                    a.scale, a.n_cells, out, ldo, part_acc, part_ml, rd);
   }
 }
@@ -1204,14 +1230,14 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
 
 void get_rows(const DeviceMatrix& table, const int32_t* ids, int64_t n, float* out, int64_t ldo, Stream s) {
   if (n == 0) return;
-  get_rows_kernel<<<static_cast<unsigned>(n), 128, 0, st(s)>>>(view_of(table), table.rows, ids, out, ldo);
+  launch(get_rows_kernel, static_cast<unsigned>(n), 128, 0, st(s), view_of(table), table.rows, ids, out, ldo);
   check_launch("get_rows");
 }
 
 void gather_rows(const void* src, int64_t src_stride_bytes, const int32_t* ids, int64_t n, int64_t row_bytes, void* out,
                  int64_t out_stride_bytes, Stream s) {
   if (n == 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(n), 256, 0, st(s)>>>(static_cast<const uint8_t*>(src), src_stride_bytes, ids, row_bytes,
+  launch(gather_rows_kernel, static_cast<unsigned>(n), 256, 0, st(s), static_cast<const uint8_t*>(src), src_stride_bytes, ids, row_bytes,
                                                                  static_cast<uint8_t*>(out), out_stride_bytes);
   check_launch("gather_rows");
 }
@@ -1219,26 +1245,26 @@ void gather_rows(const void* src, int64_t src_stride_bytes, const int32_t* ids, 
 void dequantize_rows(const DeviceMatrix& w, int64_t row0, int64_t n_rows, void* out, bool bf16, Stream s) {
   const int64_t n = n_rows * (w.cols / 8);
   if (n == 0) return;
-  dequantize_rows_kernel<<<blocks_for(n, 256), 256, 0, st(s)>>>(view_of(w), row0, n_rows, out, bf16);
+  launch(dequantize_rows_kernel, blocks_for(n, 256), 256, 0, st(s), view_of(w), row0, n_rows, out, bf16);
   check_launch("dequantize_rows");
 }
 
 void convert_f32(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16, Stream s) {
   if (rows * cols == 0) return;
-  convert_f32_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(x, ldx, rows, cols, out, bf16);
+  launch(convert_f32_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
   check_launch("convert_f32");
 }
 
 void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo, int64_t rows,
             int64_t cols, Stream s) {
   if (rows * cols == 0) return;
-  binary_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(op, a, lda, b, ldb, out, ldo, rows, cols);
+  launch(binary_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
   check_launch("elementwise");
 }
 
 void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s) {
   if (rows * cols == 0) return;
-  add_bias_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(x, ldx, rows, cols, bias);
+  launch(add_bias_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), x, ldx, rows, cols, bias);
   check_launch("add_bias");
 }
 
@@ -1253,8 +1279,7 @@ void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const floa
   }
   // Enough threads that a row of up to 8k fits in registers (4 elements each at 4096).
   const int threads = static_cast<int>(std::clamp<int64_t>((cols / 4 + 31) / 32 * 32, 32, 1024));
-  add_rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, st(s)>>>(
-      x, ldx, h, ldh, w, eps, cols, out, ldo, qx != nullptr ? qx->q : nullptr, qx != nullptr ? qx->d : nullptr,
+  launch(add_rms_norm_kernel, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, w, eps, cols, out, ldo, qx != nullptr ? qx->q : nullptr, qx != nullptr ? qx->d : nullptr,
       qx != nullptr ? qx->s : nullptr);
   check_launch("add_rms_norm");
 }
@@ -1267,38 +1292,38 @@ void silu_mul_quantize(const float* gate, int64_t ldg, const float* up, int64_t 
   qx.n_tokens = static_cast<int>(rows);
   qx.cols = cols;
   const dim3 grid(blocks_for(cols, 256), static_cast<unsigned>(rows));
-  silu_mul_q8_kernel<<<grid, 256, 0, st(s)>>>(gate, ldg, up, ldu, cols, out, ldo, qx.q, qx.d, qx.s);
+  launch(silu_mul_q8_kernel, grid, 256, 0, st(s), gate, ldg, up, ldu, cols, out, ldo, qx.q, qx.d, qx.s);
   check_launch("silu_mul_quantize");
 }
 
 void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols, float* out,
                 int64_t ldo, Stream s) {
   if (rows == 0) return;
-  layer_norm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, w, b, eps, cols, out, ldo);
+  launch(layer_norm_kernel, static_cast<unsigned>(rows), kRowThreads, 0, st(s), x, ldx, w, b, eps, cols, out, ldo);
   check_launch("layer_norm");
 }
 
 void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s) {
   if (rows == 0) return;
-  softmax_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out, ldo);
+  launch(softmax_kernel, static_cast<unsigned>(rows), kRowThreads, 0, st(s), x, ldx, cols, out, ldo);
   check_launch("softmax");
 }
 
 void argmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out, Stream s) {
   if (rows == 0) return;
-  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, st(s)>>>(x, ldx, cols, out);
+  launch(argmax_kernel, static_cast<unsigned>(rows), 1024, 0, st(s), x, ldx, cols, out);
   check_launch("argmax");
 }
 
 void l2_normalize(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s) {
   if (rows == 0) return;
-  l2_normalize_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, st(s)>>>(x, ldx, cols, out, ldo);
+  launch(l2_normalize_kernel, static_cast<unsigned>(rows), kRowThreads, 0, st(s), x, ldx, cols, out, ldo);
   check_launch("l2_normalize");
 }
 
 void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges, int64_t n_seq, float* out, int64_t ldo, Stream s) {
   if (n_seq == 0) return;
-  mean_rows_kernel<<<static_cast<unsigned>(n_seq), kRowThreads, 0, st(s)>>>(x, ldx, cols, ranges, out, ldo);
+  launch(mean_rows_kernel, static_cast<unsigned>(n_seq), kRowThreads, 0, st(s), x, ldx, cols, ranges, out, ldo);
   check_launch("mean_rows");
 }
 
@@ -1307,7 +1332,7 @@ void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_h
   const int64_t n = rows * std::max(n_heads, x2 != nullptr ? n_heads2 : 0) * (n_dims / 2);
   if (n == 0) return;
   const dim3 grid(blocks_for(n, 128), x2 != nullptr ? 2 : 1);
-  rope_kernel<<<grid, 128, 0, st(s)>>>(x, ldx, n_heads, x2, ldx2, n_heads2, positions, rows, head_dim, n_dims, neox, theta_scale,
+  launch(rope_kernel, grid, 128, 0, st(s), x, ldx, n_heads, x2, ldx2, n_heads2, positions, rows, head_dim, n_dims, neox, theta_scale,
                                        freq_factors, freq_scale);
   check_launch("rope");
 }
@@ -1315,7 +1340,7 @@ void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_h
 void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows, int64_t cols,
               void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s) {
   if (rows * cols == 0) return;
-  kv_write_kernel<<<blocks_for(rows * cols, 256), 256, 0, st(s)>>>(k, ldk, v, ldv, cells, rows, cols, k_cache, v_cache, ld_cache,
+  launch(kv_write_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), k, ldk, v, ldv, cells, rows, cols, k_cache, v_cache, ld_cache,
                                                                   n_cells, f16);
   check_launch("kv_write");
 }
@@ -1369,7 +1394,7 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
   check_launch("attention");
   if (splits > 1) {
     const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head));
-    attention_combine_kernel<<<grid, 128, 0, st(s)>>>(a.n_head, a.head_dim, splits, part_acc, part_ml, out, ldo, rd);
+    launch(attention_combine_kernel, grid, 128, 0, st(s), a.n_head, a.head_dim, splits, part_acc, part_ml, out, ldo, rd);
     check_launch("attention combine");
   }
 }

@@ -131,6 +131,22 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
   const int first = blockIdx.z * stages_per_split;
   const int n_stages = min(nb / KB - first, stages_per_split);
   y += blockIdx.z * split_stride;
+  // The CTA's weights start towards L2 while the kernel before finishes (see launch()): each
+  // row's run of this split is contiguous, one thread a row.
+  for (int r = tid; r < L::kRows && n_stages > 0; r += L::kThreads) {
+    const size_t gr = static_cast<size_t>(min(row0 + r, rows - 1));
+    if constexpr (L::kBlock32) {
+      constexpr int kLevelBytes = kStageRowBytes<F> / KB;
+      const size_t b0 = gr * nb + static_cast<size_t>(first) * KB;
+      prefetch_l2(wl + b0 * kLevelBytes, static_cast<int64_t>(n_stages) * KB * kLevelBytes, 0, 1);
+      prefetch_l2(ws + b0, static_cast<int64_t>(n_stages) * KB * 2, 0, 1);
+    } else {
+      constexpr int kRecord = F == WFmt::Q4_K ? 144 : 208;
+      const size_t blk0 = gr * (nb / 8) + first / 2, blks = (first + n_stages + 1) / 2 - first / 2;
+      prefetch_l2(wl + blk0 * kRecord, static_cast<int64_t>(blks * kRecord), 0, 1);
+    }
+  }
+  kernel_prologue();
 
   auto load_stage = [&](int k, int slot) {
     uint8_t* sa = smem + slot * L::kStageBytes;
@@ -284,6 +300,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
 
 // x (F32, [n][ldx]) to F16 with each run of 4 as x0 x2 x1 x3; one thread per run.
 __global__ void convert_x(const float* __restrict__ x, int64_t ldx, int n, int64_t cols, __half* __restrict__ out) {
+  kernel_prologue();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, runs = cols / 4;
   if (i >= runs * n) return;
   const int64_t t = i / runs, c = (i % runs) * 4;
@@ -294,6 +311,7 @@ __global__ void convert_x(const float* __restrict__ x, int64_t ldx, int n, int64
 }
 
 __global__ void reduce_splits(const float* __restrict__ part, int splits, int64_t count, int rows, float* __restrict__ y, int64_t ldy) {
+  kernel_prologue();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   float sum = 0;
@@ -312,7 +330,7 @@ struct Run {
 };
 
 template <class C, WFmt F>
-void launch(const Run& run) {
+void launch_config(const Run& run) {
   using L = Tile<C, F>;
   auto* kernel = qgemm_kernel<C, F>;
   static const bool configured = [&] {  // over 48 KiB of shared memory needs opting in, once per kernel
@@ -341,11 +359,11 @@ void launch(const Run& run) {
     out = run.ws.partial;
     ldo = w.rows;
   }
-  kernel<<<grid, L::kThreads, L::kSmem, run.st>>>(static_cast<const uint8_t*>(w.levels), static_cast<const __half*>(w.scales),
+  launch(kernel, grid, L::kThreads, L::kSmem, run.st, static_cast<const uint8_t*>(w.levels), static_cast<const __half*>(w.scales),
                                                    static_cast<int>(w.rows), static_cast<const __half*>(run.ws.x16), n, nb, out, ldo,
                                                    count, per_split);
   if (splits > 1) {
-    reduce_splits<<<static_cast<unsigned>((count + 255) / 256), 256, 0, run.st>>>(run.ws.partial, splits, count, static_cast<int>(w.rows),
+    launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, run.ws.partial, splits, count, static_cast<int>(w.rows),
                                                                                  run.y, run.ldy);
   }
 }
@@ -357,14 +375,14 @@ void launch_tile(QGemmTile tile, const Run& run) {
     tile = n <= 16 ? QGemmTile::R32xT32 : QGemmTile::R128xT64W8;  // measured best from 33 to 128 rows
   }
   switch (tile) {
-    case QGemmTile::R32xT32: launch<Config<2, 1, 1, 4, 4, 4>, F>(run); break;
-    case QGemmTile::R64xT64: launch<Config<2, 2, 2, 4, 4, 4>, F>(run); break;
-    case QGemmTile::R128xT64: launch<Config<4, 1, 2, 8, 4, 4>, F>(run); break;
-    case QGemmTile::R64xT128: launch<Config<2, 2, 2, 8, 4, 3>, F>(run); break;
-    case QGemmTile::R128xT64W8: launch<Config<8, 1, 1, 8, 4, 3, 2>, F>(run); break;
-    case QGemmTile::R128xT64W8Square: launch<Config<4, 2, 2, 4, 4, 3, 2>, F>(run); break;
-    case QGemmTile::R64xT64S3: launch<Config<2, 2, 2, 4, 4, 3, 3>, F>(run); break;
-    default: launch<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
+    case QGemmTile::R32xT32: launch_config<Config<2, 1, 1, 4, 4, 4>, F>(run); break;
+    case QGemmTile::R64xT64: launch_config<Config<2, 2, 2, 4, 4, 4>, F>(run); break;
+    case QGemmTile::R128xT64: launch_config<Config<4, 1, 2, 8, 4, 4>, F>(run); break;
+    case QGemmTile::R64xT128: launch_config<Config<2, 2, 2, 8, 4, 3>, F>(run); break;
+    case QGemmTile::R128xT64W8: launch_config<Config<8, 1, 1, 8, 4, 3, 2>, F>(run); break;
+    case QGemmTile::R128xT64W8Square: launch_config<Config<4, 2, 2, 4, 4, 3, 2>, F>(run); break;
+    case QGemmTile::R64xT64S3: launch_config<Config<2, 2, 2, 4, 4, 3, 3>, F>(run); break;
+    default: launch_config<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
 }
 
@@ -405,7 +423,7 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
   ws.cols = cols;
   const int64_t runs = static_cast<int64_t>(n_tokens) * (cols / 4);
   if (runs == 0) return;
-  convert_x<<<static_cast<unsigned>((runs + 255) / 256), 256, 0, static_cast<cudaStream_t>(s)>>>(x, ldx, n_tokens, cols,
+  launch(convert_x, static_cast<unsigned>((runs + 255) / 256), 256, 0, static_cast<cudaStream_t>(s), x, ldx, n_tokens, cols,
                                                                                                 static_cast<__half*>(ws.x16));
   check(cudaGetLastError(), "qgemm convert launch");
 }
