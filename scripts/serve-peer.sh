@@ -117,6 +117,9 @@ for c in clients:
         rows[(c, name)] = s
         print(f"| {c} | {name} | {s['output_throughput']:.1f} | {s['ttft_ms']['median']:.1f} / {s['ttft_ms']['p99']:.1f} "
               f"| {s['tpot_ms']['median']:.2f} / {s['tpot_ms']['p99']:.2f} | {s['failed']} |")
+for (c, name), s in rows.items():
+    for e in s.get("errors", []):
+        print(f"{c} clients, {name}: {e.get('count', 0)} x {e.get('reason', '?')}: {e.get('example', '')[:200]}")
 for c in clients:
     v, l = rows[(c, "vireo")], rows[(c, "llama-server")]
     print(f"{c} clients: vireo/llama-server output tok/s {v['output_throughput'] / l['output_throughput']:.2f}x, "

@@ -104,6 +104,70 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   }
 }
 
+// q/k/v and gate/up take one launch: its results must be exactly those of one launch per matrix
+// with the same split of the width, and close to them with the splits it picks itself.
+TEST(CudaQGemm, SeveralMatricesInOneLaunchEqualOneLaunchEach) {
+  if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
+  using T = cuda::QGemmTile;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t cols = 1024;
+  const int tokens = 40;
+  for (DType type : {DType::Q4_0, DType::Q4_K}) {
+    const int64_t rows[3] = {300, 64, 129};
+    std::vector<cuda::DeviceMatrix> ms;
+    for (int64_t r : rows) {
+      const size_t rb = ref::row_bytes(type, cols);
+      std::vector<uint8_t> w(rb * static_cast<size_t>(r));
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t i = 0; i < r; ++i) {
+        for (auto& v : row) v = u(rng);
+        ref::quantize_row(type, row.data(), w.data() + i * rb, cols);
+      }
+      ms.push_back(cuda::upload_matrix(type, w.data(), r, cols));
+    }
+    std::vector<float> x(static_cast<size_t>(tokens * cols));
+    for (auto& v : x) v = u(rng);
+    float* dx = cuda::device_alloc_floats(x.size());
+    cuda::copy_to_device(dx, x.data(), x.size());
+    cuda::QGemmWorkspace ws;
+    cuda::qgemm_load_x(dx, cols, tokens, cols, ws, nullptr);
+    for (T tile : {T::R32xT32, T::R128xT64W8}) {
+      for (int splits : {1, 3, 0}) {
+        SCOPED_TRACE(testing::Message() << static_cast<int>(type) << " tile " << static_cast<int>(tile) << " splits " << splits);
+        std::vector<float*> one(3), multi(3);
+        std::vector<cuda::QGemmOutput> outs;
+        for (int i = 0; i < 3; ++i) {
+          const int64_t ldy = rows[i] + 3;
+          const std::vector<float> fill(static_cast<size_t>(tokens * ldy), -7.0f);
+          one[i] = cuda::device_alloc_floats(fill.size());
+          multi[i] = cuda::device_alloc_floats(fill.size());
+          cuda::copy_to_device(one[i], fill.data(), fill.size());
+          cuda::copy_to_device(multi[i], fill.data(), fill.size());
+          cuda::qgemm(ms[i], tokens, one[i], ldy, ws, nullptr, {tile, splits});
+          outs.push_back({&ms[i], multi[i], ldy});
+        }
+        cuda::qgemm_multi(outs, tokens, ws, nullptr, {tile, splits});
+        for (int i = 0; i < 3; ++i) {
+          const int64_t ldy = rows[i] + 3;
+          std::vector<float> a(static_cast<size_t>(tokens * ldy)), b(a.size());
+          cuda::copy_to_host(a.data(), one[i], a.size());
+          cuda::copy_to_host(b.data(), multi[i], b.size());
+          int bad = 0;
+          for (size_t k = 0; k < a.size(); ++k) {
+            const bool ok = splits > 0 ? a[k] == b[k] : std::abs(a[k] - b[k]) <= 1e-4f * (1.0f + std::abs(a[k]));
+            if (!ok && bad++ < 5) ADD_FAILURE() << "matrix " << i << " token " << k / ldy << " row " << k % ldy << ": " << b[k] << " vs " << a[k];
+          }
+          cuda::device_free(one[i]);
+          cuda::device_free(multi[i]);
+        }
+      }
+    }
+    cuda::device_free(dx);
+    for (auto& m : ms) cuda::free_matrix(m);
+  }
+}
+
 TEST(CudaQGemm, RefusesWhatItCannotMultiply) {
   if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
   std::vector<float> row(256, 0.5f);

@@ -117,6 +117,7 @@ struct Scratch {
   void* get(size_t n) {
     if (n > bytes) {
       mem = device_alloc(n);
+      check_cuda(cudaMemset(mem.get(), 0, n), "zero scratch");  // attention's merge counters start at zero
       bytes = n;
       ++moves;
     }
@@ -400,18 +401,28 @@ class CudaBackend final : public Backend {
       return;
     }
     bool x16_ready = false, x_bf16_ready = false, x_loaded = false;
-    for (size_t i = 0; i < ws.size(); ++i) {
+    auto takes_qgemm = [&](const cuda::DeviceMatrix& m) { return n <= qgemm_rows_ && cuda::qgemm_supports(m) && x.stride() % 4 == 0; };
+    for (size_t i = 0; i < ws.size();) {
       const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
-      if (n <= qgemm_rows_ && cuda::qgemm_supports(m) && x.stride() % 4 == 0) {
-        // Q4_0, Q8_0, Q4_K, Q6_K: tensor-core products straight from the stored weights.
+      if (takes_qgemm(m)) {
+        // Q4_0, Q8_0, Q4_K, Q6_K: tensor-core products straight from the stored weights, each
+        // run of one type in one launch.
         if (profile_) profile_op("matmul: qgemm");
         if (!x_loaded) cuda::qgemm_load_x(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qgemm_ws_, stream_);
         x_loaded = true;
-        cuda::qgemm(m, static_cast<int>(n), outs[i].as<float>(), outs[i].stride(), qgemm_ws_, stream_);
+        cuda::QGemmOutput group[cuda::kMaxQGemmSegments];
+        size_t g = 0;
+        for (; i < ws.size() && g < std::size(group); ++i, ++g) {
+          const cuda::DeviceMatrix& mi = as_cuda(*ws[i]).matrix;
+          if (!takes_qgemm(mi) || mi.type != m.type) break;
+          group[g] = {&mi, outs[i].as<float>(), outs[i].stride()};
+        }
+        cuda::qgemm_multi({group, g}, static_cast<int>(n), qgemm_ws_, stream_);
         continue;
       }
       if (profile_) profile_op("matmul: gemm");
       gemm(x, m, outs[i], x16_ready, x_bf16_ready);
+      ++i;
     }
   }
 

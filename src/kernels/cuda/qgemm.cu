@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "dequant.cuh"
@@ -113,24 +114,55 @@ struct Tile {
   static_assert(C::KB == 4, "a row's scales of one stage are one 8-byte copy");
 };
 
+// Up to kMaxQGemmSegments matrices of one type and width times the same activations in one
+// launch (q/k/v, gate/up): their row tiles are dealt out to the CTAs in order. Split products
+// write partial sums to `part` [split][token][row over all segments], added by reduce_splits.
+struct QSegment {
+  const uint8_t* levels;
+  const __half* scales;
+  float* y;
+  int64_t ldy;
+  int rows, row_base;  // row_base: the segment's first row among all segments' rows
+};
+struct QJob {
+  QSegment seg[kMaxQGemmSegments];
+  int tile_end[kMaxQGemmSegments];  // cumulative row tiles per segment
+  int n_seg, total_rows;
+};
+static_assert(kMaxQGemmSegments == 3, "segment_of picks among three");
+__device__ __forceinline__ const QSegment& segment_of(const QJob& job, int& tile) {
+  int s = 0;
+#pragma unroll
+  for (int i = 0; i + 1 < kMaxQGemmSegments; ++i) {
+    if (i + 1 < job.n_seg && tile >= job.tile_end[i]) s = i + 1;
+  }
+  if (s > 0) tile -= job.tile_end[s - 1];
+  return s == 0 ? job.seg[0] : s == 1 ? job.seg[1] : job.seg[2];
+}
+
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
 // layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
 template <class C, WFmt F>
-__global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(const uint8_t* __restrict__ wl, const __half* __restrict__ ws, int rows,
-                                                                  const __half* __restrict__ x, int n, int nb, float* __restrict__ y,
-                                                                  int64_t ldy, int64_t split_stride, int stages_per_split) {
+__global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(const __grid_constant__ QJob job, const __half* __restrict__ x,
+                                                                  int n, int nb, float* __restrict__ part, int64_t split_stride,
+                                                                  int stages_per_split) {
   using L = Tile<C, F>;
   constexpr bool Q4 = F == WFmt::Q4_0;
   constexpr int WM = C::WM, TM = C::TM, TN = C::TN, KB = C::KB, kStages = C::S;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int wm = warp % WM, wn = warp / WM;
-  const int row0 = blockIdx.x * L::kRows, tok0 = blockIdx.y * L::kTokens;
-  // Split products (gridDim.z > 1) each take a run of stages and write their partial sums to
-  // their own slice of y, summed by reduce_splits.
+  int tile = blockIdx.x;
+  const QSegment& sg = segment_of(job, tile);
+  const uint8_t* __restrict__ wl = sg.levels;
+  const __half* __restrict__ ws = sg.scales;
+  const int rows = sg.rows;
+  const int row0 = tile * L::kRows, tok0 = blockIdx.y * L::kTokens;
+  // Split products (gridDim.z > 1) each take a run of stages.
   const int first = blockIdx.z * stages_per_split;
   const int n_stages = min(nb / KB - first, stages_per_split);
-  y += blockIdx.z * split_stride;
+  float* __restrict__ y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
+  const int64_t ldy = part != nullptr ? job.total_rows : sg.ldy;
   // The CTA's weights start towards L2 while the kernel before finishes (see launch()): each
   // row's run of this split is contiguous, one thread a row.
   for (int r = tid; r < L::kRows && n_stages > 0; r += L::kThreads) {
@@ -310,20 +342,21 @@ __global__ void convert_x(const float* __restrict__ x, int64_t ldx, int n, int64
   o[1] = __floats2half2_rn(v.y, v.w);
 }
 
-__global__ void reduce_splits(const float* __restrict__ part, int splits, int64_t count, int rows, float* __restrict__ y, int64_t ldy) {
+__global__ void reduce_splits(const __grid_constant__ QJob job, const float* __restrict__ part, int splits, int64_t count) {
   kernel_prologue();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   float sum = 0;
   for (int s = 0; s < splits; ++s) sum += part[s * count + i];
-  y[(i / rows) * ldy + i % rows] = sum;
+  const int64_t t = i / job.total_rows;
+  const int r = static_cast<int>(i % job.total_rows);
+  const QSegment& sg = r >= job.seg[2].row_base && job.n_seg > 2 ? job.seg[2] : r >= job.seg[1].row_base && job.n_seg > 1 ? job.seg[1] : job.seg[0];
+  sg.y[t * sg.ldy + (r - sg.row_base)] = sum;
 }
 
 struct Run {
-  const DeviceMatrix& w;
+  std::span<const QGemmOutput> outs;
   int n;
-  float* y;
-  int64_t ldy;
   QGemmWorkspace& ws;
   int splits;  // 0: chosen by the grid's size
   cudaStream_t st;
@@ -338,9 +371,19 @@ void launch_config(const Run& run) {
     return true;
   }();
   (void)configured;
-  const DeviceMatrix& w = run.w;
-  const int n = run.n, nb = static_cast<int>(w.cols / 32), n_stages = nb / C::KB;
-  dim3 grid(static_cast<unsigned>((w.rows + L::kRows - 1) / L::kRows), static_cast<unsigned>((n + L::kTokens - 1) / L::kTokens));
+  QJob job{};
+  job.n_seg = static_cast<int>(run.outs.size());
+  int tiles = 0;
+  for (int i = 0; i < job.n_seg; ++i) {
+    const QGemmOutput& o = run.outs[i];
+    job.seg[i] = QSegment{static_cast<const uint8_t*>(o.w->levels), static_cast<const __half*>(o.w->scales), o.y, o.ldy,
+                          static_cast<int>(o.w->rows), job.total_rows};
+    job.total_rows += static_cast<int>(o.w->rows);
+    tiles += static_cast<int>((o.w->rows + L::kRows - 1) / L::kRows);
+    job.tile_end[i] = tiles;
+  }
+  const int n = run.n, nb = static_cast<int>(run.outs[0].w->cols / 32), n_stages = nb / C::KB;
+  dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((n + L::kTokens - 1) / L::kTokens));
   // Few CTAs (few rows and tokens) leave SMs idle and each CTA's stages serial: split the width.
   int splits = run.splits;
   if (splits <= 0) {  // measured on an H100: split only grids under one wave, to about 1.5 waves
@@ -351,21 +394,14 @@ void launch_config(const Run& run) {
   const int per_split = (n_stages + splits - 1) / splits;
   splits = (n_stages + per_split - 1) / per_split;  // none empty
   grid.z = static_cast<unsigned>(splits);
-  const int64_t count = static_cast<int64_t>(n) * w.rows;
-  float* out = run.y;
-  int64_t ldo = run.ldy;
+  const int64_t count = static_cast<int64_t>(n) * job.total_rows;
+  float* part = nullptr;
   if (splits > 1) {
     run.ws.ensure_partial(static_cast<size_t>(count) * splits);
-    out = run.ws.partial;
-    ldo = w.rows;
+    part = run.ws.partial;
   }
-  launch(kernel, grid, L::kThreads, L::kSmem, run.st, static_cast<const uint8_t*>(w.levels), static_cast<const __half*>(w.scales),
-                                                   static_cast<int>(w.rows), static_cast<const __half*>(run.ws.x16), n, nb, out, ldo,
-                                                   count, per_split);
-  if (splits > 1) {
-    launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, run.ws.partial, splits, count, static_cast<int>(w.rows),
-                                                                                 run.y, run.ldy);
-  }
+  launch(kernel, grid, L::kThreads, L::kSmem, run.st, job, static_cast<const __half*>(run.ws.x16), n, nb, part, count, per_split);
+  if (splits > 1) launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, job, part, splits, count);
 }
 
 template <WFmt F>
@@ -428,13 +464,22 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
   check(cudaGetLastError(), "qgemm convert launch");
 }
 
-void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
-  if (!qgemm_supports(w)) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: weights must be Q4_0, Q8_0, Q4_K or Q6_K with whole runs of 128 columns");
+void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
+  if (outs.empty() || outs.size() > static_cast<size_t>(kMaxQGemmSegments)) {
+    throw Error(ErrorCode::InvalidArgument, "cuda qgemm: 1 to 3 matrices per launch");
+  }
+  const DeviceMatrix& w = *outs[0].w;
+  for (const auto& o : outs) {
+    if (!qgemm_supports(*o.w)) {
+      throw Error(ErrorCode::InvalidArgument, "cuda qgemm: weights must be Q4_0, Q8_0, Q4_K or Q6_K with whole runs of 128 columns");
+    }
+    if (o.w->type != w.type || o.w->cols != w.cols) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: matrices of one launch must share type and width");
+  }
   if (ws.cols != w.cols || ws.n_tokens < n_tokens) {
     throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations were not loaded for this product (qgemm_load_x)");
   }
   if (n_tokens <= 0) return;
-  const Run run{w, n_tokens, y, ldy, ws, opt.splits, static_cast<cudaStream_t>(s)};
+  const Run run{outs, n_tokens, ws, opt.splits, static_cast<cudaStream_t>(s)};
   switch (w.type) {
     case DType::Q4_0: launch_tile<WFmt::Q4_0>(opt.tile, run); break;
     case DType::Q8_0: launch_tile<WFmt::Q8_0>(opt.tile, run); break;
@@ -442,6 +487,11 @@ void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWork
     default: launch_tile<WFmt::Q6_K>(opt.tile, run); break;
   }
   check(cudaGetLastError(), "qgemm launch");
+}
+
+void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
+  const QGemmOutput out{&w, y, ldy};
+  qgemm_multi({&out, 1}, n_tokens, ws, s, opt);
 }
 
 double time_qgemm_ms(const DeviceMatrix& w, const float* x, float* y, int n_tokens, int iters, QGemmOptions opt) {

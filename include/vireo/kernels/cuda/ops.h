@@ -59,7 +59,8 @@ struct AttentionShape {
   int64_t n_cells = 0;  // rows of the caches: bounds every range
   bool shared_ranges = false;  // rows come in runs over the same keys: tensor-core tiles of rows pay
 };
-// Floats of scratch `attention` needs for this shape (0: none).
+// Floats of scratch `attention` needs for this shape (0: none). The scratch must be zeroed when
+// it is allocated (it holds counters that each launch leaves at zero again).
 size_t attention_scratch_floats(const AttentionShape& a);
 // Query row i attends to cache rows [ranges[2i], ranges[2i] + ranges[2i+1]). q/out [rows, n_head*head_dim];
 // k/v [n_cells, n_head_kv*head_dim] F16 or F32. Long ranges are split across blocks and combined

@@ -5,6 +5,7 @@
 // Host-side API: no CUDA headers needed to call it.
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "vireo/kernels/cuda/gemv.h"
 
@@ -42,6 +43,16 @@ bool qgemm_supports(const DeviceMatrix& w);
 // Loads x [n_tokens][ldx] (F32) into ws as the F16 operand of the products that follow.
 void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s);
 
+// One matrix of a multi-matrix product and where its result goes ([n_tokens][ldy]).
+struct QGemmOutput {
+  const DeviceMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+constexpr int kMaxQGemmSegments = 3;
+// y_i = x · W_iᵀ for 1 to kMaxQGemmSegments matrices of one type and width in one launch (q/k/v,
+// gate/up): more CTAs per launch, so fewer split products.
+void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {});
 // y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens, x as loaded into ws. y is [n_tokens][ldy].
 void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {});
 
