@@ -100,6 +100,10 @@ class CudaWeight final : public Weight {
   ~CudaWeight() override { cuda::free_matrix(matrix); }
   cuda::DeviceMatrix matrix;    // Matmul and Rows
   std::shared_ptr<void> vec;    // Vector: [1, cols] F32 on the device
+  // Quantized matrices dequantized once to F16 for prompt-sized products, where memory allows
+  // (see CudaBackend::f16_copy); made at the first such product.
+  mutable std::shared_ptr<void> f16;
+  mutable bool f16_tried = false;
 };
 const CudaWeight& as_cuda(const Weight& w) { return static_cast<const CudaWeight&>(w); }
 
@@ -138,6 +142,9 @@ class CudaBackend final : public Backend {
     name_ = fmt::format("cuda:{} ({})", device, cuda::device_name(device));
     // VIREO_CUDA_GRAPHS=0 runs every op as its own launch (for profilers).
     if (const char* g = std::getenv("VIREO_CUDA_GRAPHS")) graphs_ = std::string(g) != "0";
+    // VIREO_CUDA_F16_WEIGHTS=0: prompts dequantize weight tiles at every product instead of
+    // keeping F16 copies (less device memory, slower prompts).
+    if (const char* f = std::getenv("VIREO_CUDA_F16_WEIGHTS")) f16_weights_ = std::string(f) != "0";
     // Tuning: the most rows a product takes through the gemv kernels before the GEMM path.
     if (const char* r = std::getenv("VIREO_CUDA_GEMV_ROWS")) gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, std::atoll(r));
     // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
@@ -421,7 +428,7 @@ class CudaBackend final : public Backend {
         continue;
       }
       if (profile_) profile_op("matmul: gemm");
-      gemm(x, m, outs[i], x16_ready, x_bf16_ready);
+      gemm(x, as_cuda(*ws[i]), outs[i], x16_ready, x_bf16_ready);
       ++i;
     }
   }
@@ -587,7 +594,8 @@ class CudaBackend final : public Backend {
 
   // out [n, rows] = x [n, cols] · Wᵀ on tensor cores. cuBLAS is column-major: a row-major W is a
   // column-major [cols, rows] matrix, so C (column-major [rows, n]) = op_T(W) · x is out.
-  void gemm(const Buffer& x, const cuda::DeviceMatrix& m, const Buffer& out, bool& x16_ready, bool& x_bf16_ready) {
+  void gemm(const Buffer& x, const CudaWeight& w, const Buffer& out, bool& x16_ready, bool& x_bf16_ready) {
+    const cuda::DeviceMatrix& m = w.matrix;
     const int64_t n = x.rows(), cols = m.cols;
     const float one = 1.0f, zero = 0.0f;
     // lda: plain weights keep their rows padded to whole runs of 8 (see upload_matrix).
@@ -614,6 +622,10 @@ class CudaBackend final : public Backend {
       run(m.levels, ht, static_cast<int64_t>(m.row_bytes / 2), xh, ht, cols, 0, m.rows);
       return;
     }
+    if (const void* wf = f16_copy(w)) {
+      run(wf, CUDA_R_16F, cols, xh, CUDA_R_16F, cols, 0, m.rows);
+      return;
+    }
     // Quantized: dequantize row tiles (exact in F16 for these formats' ranges) and multiply each.
     const int64_t tile = std::max<int64_t>(256, (int64_t{32} << 20) / cols) / 256 * 256;
     void* wh = w16_.get(static_cast<size_t>(std::min(tile, m.rows) * cols) * 2);
@@ -622,6 +634,23 @@ class CudaBackend final : public Backend {
       cuda::dequantize_rows(m, r0, rows, wh, false, stream_);
       run(wh, CUDA_R_16F, cols, xh, CUDA_R_16F, cols, r0, rows);
     }
+  }
+
+  // The F16 copy of a quantized matrix for prompt-sized products: made once, at its first such
+  // product, while at least half of the device's memory stays free (KV caches and activations
+  // come first; VIREO_CUDA_F16_WEIGHTS=0 never makes one). The same values as the row tiles the
+  // products dequantize otherwise, so results do not change; a prompt then skips rewriting every
+  // weight as F16 (about 15 GB of writes for an 8B model).
+  const void* f16_copy(const CudaWeight& w) {
+    if (!f16_weights_ || w.f16_tried) return w.f16.get();
+    w.f16_tried = true;
+    const cuda::DeviceMatrix& m = w.matrix;
+    const size_t bytes = static_cast<size_t>(m.rows * m.cols) * 2;
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess || free < bytes + total / 2) return nullptr;
+    w.f16 = device_alloc(bytes);
+    cuda::dequantize_rows(m, 0, m.rows, w.f16.get(), false, stream_);
+    return w.f16.get();
   }
 
   // Device copies of rope frequency divisors, one per distinct vector.
@@ -724,6 +753,7 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   bool graphs_ = true;
+  bool f16_weights_ = true;  // F16 copies of quantized matrices for prompts, memory allowing
   void* download_staging_ = nullptr;  // pinned, kStagingBytes
   bool profile_ = false;
   int64_t gemv_rows_ = cuda::kDefaultGemvRows;
