@@ -6,9 +6,12 @@
 #
 #   scripts/serve-peer.sh [--model FILE | --arch llama3-8b --type q4_0] [--clients 32,64]
 #                         [--requests 4] [--input-len 256] [--output-len 128] [--batch-tokens 512]
+#                         [--extra-body '{"temperature": 0}']
 #
-# --requests is per client. Both servers get one sequence slot per client, 1,024 cells of context
-# each, flash attention and every layer on the GPU; both are warmed up before the timed runs.
+# --requests is per client. Requests sample at the API's defaults (temperature 1) unless
+# --extra-body sets other parameters (merged into every request to both servers). Both servers
+# get one sequence slot per client, 1,024 cells of context each, flash attention and every layer
+# on the GPU; both are warmed up before the timed runs.
 # llama-server is built from the llama.cpp source in node-llama-cpp (CUDA, sm_90; a few minutes)
 # unless LLAMA_SERVER names one.
 # env: VIREO (build-gpu/vireo), LLAMA_SERVER, LLAMA_SRC (a llama.cpp checkout or git bundle),
@@ -16,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIREO=${VIREO:-build-gpu/vireo}
-MODEL=""; ARCH=llama3-8b; TYPE=q4_0; CLIENTS=32,64; PER_CLIENT=4; INPUT=256; OUTPUT=128; STEP=512
+MODEL=""; ARCH=llama3-8b; TYPE=q4_0; CLIENTS=32,64; PER_CLIENT=4; INPUT=256; OUTPUT=128; STEP=512; EXTRA='{}'
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL=$2; shift 2 ;;
@@ -27,7 +30,8 @@ while [ $# -gt 0 ]; do
     --input-len) INPUT=$2; shift 2 ;;
     --output-len) OUTPUT=$2; shift 2 ;;
     --batch-tokens) STEP=$2; shift 2 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --extra-body) EXTRA=$2; shift 2 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,11 +81,11 @@ wait_up() {  # URL: until GET /health answers 200 (llama-server answers 503 whil
 load() {  # NAME URL: a warm-up, then each concurrency
   local name=$1 url=$2
   "$VIREO" bench serve --url "$url" --model m --endpoint completions -c "$MAXC" -n "$MAXC" --input-len "$INPUT" \
-    --output-len 16 --seed 99 -o json > /dev/null
+    --output-len 16 --seed 99 --extra-body "$EXTRA" -o json > /dev/null
   for c in ${CLIENTS//,/ }; do
     echo "[$name] $c clients x $PER_CLIENT requests" >&2
     "$VIREO" bench serve --url "$url" --model m --endpoint completions -c "$c" -n "$((c * PER_CLIENT))" \
-      --input-len "$INPUT" --output-len "$OUTPUT" --seed "$c" -o json > "$OUT/$name-$c.json"
+      --input-len "$INPUT" --output-len "$OUTPUT" --seed "$c" --extra-body "$EXTRA" -o json > "$OUT/$name-$c.json"
   done
 }
 
@@ -102,12 +106,23 @@ for _ in $(seq 1200); do grep -q "http://" "$OUT/vireo.out" 2>/dev/null && break
 URL=$(grep -o 'http://[^ ]*' "$OUT/vireo.out" | sed 's|/v1$||' || true)
 [ -n "$URL" ] || { echo "vireo serve did not start:"; tail -20 "$OUT/vireo.err"; exit 1; } >&2
 load vireo "$URL"
+# Where vireo's scheduler spent the whole load (warm-up included), from its /metrics.
+python3 - "$URL" <<'EOF' >&2 || true
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=5).read().decode()
+m = {k: float(v) for k, v in re.findall(r'^(vireo_[a-z_]+)\{[^}]*\} ([0-9.e+-]+)$', text, re.M)}
+steps = m.get("vireo_forward_steps", 0)
+if steps:
+    print(f"[vireo serve] {steps:.0f} steps, {m['vireo_forward_tokens'] / steps:.1f} tokens a step "
+          f"({m['vireo_forward_decode_tokens'] / steps:.1f} decoding); forward {m['vireo_forward_microseconds'] / steps / 1e3:.2f} ms "
+          f"and sampling with text {m['vireo_sampling_microseconds'] / steps / 1e3:.2f} ms a step")
+EOF
 stop_server
 
-python3 - "$OUT" "$CLIENTS" "$MODEL" <<'EOF'
+python3 - "$OUT" "$CLIENTS" "$MODEL" "$EXTRA" <<'EOF'
 import json, sys
-out, clients, model = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
-print(f"\n{model}: streaming completions, output tok/s over the run; TTFT and TPOT in ms (median / p99)")
+out, clients, model, extra = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+print(f"\n{model}: streaming completions ({extra}), output tok/s over the run; TTFT and TPOT in ms (median / p99)")
 print("| clients | server | output tok/s | TTFT | TPOT | errors |")
 print("| ---: | --- | ---: | ---: | ---: | ---: |")
 rows = {}

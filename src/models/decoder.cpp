@@ -116,11 +116,16 @@ class Decoder final : public LanguageModel {
       logits_ = be_.alloc(DType::F32, n_out, c.n_vocab);  // [n_out, n_vocab]
       ++buffers_version_;
     }
+    if (!batch.draws.empty() && n_out > draws_.rows()) {
+      draws_ = be_.alloc(DType::F32, n_out, 5);
+      ++buffers_version_;
+    }
     // Steps with the same shape make the same calls on the same buffers: the backend may replay them.
     const bool identity = identity_outputs(batch);
     const uint64_t key = step_key({static_cast<uint64_t>(n), static_cast<uint64_t>(n_out), identity ? 1u : 0u, buffers_version_,
                                    reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows()),
-                                   reinterpret_cast<uintptr_t>(batch.greedy_ids != nullptr ? batch.greedy_ids->data() : nullptr)});
+                                   reinterpret_cast<uintptr_t>(batch.chosen_ids != nullptr ? batch.chosen_ids->data() : nullptr),
+                                   batch.draws.empty() ? 0u : 1u});
     be_.begin_step(key, n);
     StepScope step(be_);
     AttentionParams attn = attn_;
@@ -206,7 +211,13 @@ class Decoder final : public LanguageModel {
     }
     const Buffer logits = logits_.rows_view(0, n_out);
     be_.matmul(hn, *output_, logits);
-    if (batch.greedy_ids != nullptr) be_.argmax(logits, *batch.greedy_ids);
+    if (batch.chosen_ids != nullptr && batch.draws.empty()) {
+      be_.argmax(logits, *batch.chosen_ids);
+    } else if (batch.chosen_ids != nullptr) {
+      const Buffer params = draws_.rows_view(0, n_out);
+      be_.upload(params, batch.draws.data());
+      be_.sample(logits, params, *batch.chosen_ids);
+    }
     step.end();
     return logits;
   }
@@ -269,6 +280,10 @@ class Decoder final : public LanguageModel {
     for (int32_t r : b.output_rows) {
       if (r < 0 || static_cast<size_t>(r) >= n) fail(ErrorCode::InvalidArgument, "forward: output row {} of {}", r, n);
     }
+    if (!b.draws.empty() && (b.draws.size() != b.output_rows.size() || b.chosen_ids == nullptr)) {
+      fail(ErrorCode::InvalidArgument, "forward: {} draws for {} output rows (and chosen_ids is needed)", b.draws.size(),
+           b.output_rows.size());
+    }
     for (int32_t t : b.tokens) {
       if (t < 0 || static_cast<uint32_t>(t) >= c.n_vocab) {
         fail(ErrorCode::InvalidArgument, "forward: token id {} is outside the vocabulary (0..{})", t, c.n_vocab - 1);
@@ -323,6 +338,7 @@ class Decoder final : public LanguageModel {
   uint64_t buffers_version_ = 0;  // changes whenever an activation buffer is reallocated
   Buffer x_, h_, q_, k_, v_, att_, att_out_, x_out_, gate_, up_, logits_;
   Buffer ids_, pos_, cells_, out_ids_, ranges_;
+  Buffer draws_;  // F32 [outputs, 5]: the step's DrawParams
 };
 
 }  // namespace

@@ -287,6 +287,7 @@ void Scheduler::step() {
   KvCache& cache = engine_.cache();
   ForwardBatch batch;
   int32_t budget = options_.step_tokens;
+  int64_t decode_tokens = 0;
   std::vector<Slot*> outputs;
   // Decoding sequences first: each gives its last token.
   for (auto& s : running_) {
@@ -296,6 +297,7 @@ void Scheduler::step() {
     cache.append(batch, s->seq, t, true);
     ++s->fed;
     --budget;
+    ++decode_tokens;
     s->output_row = static_cast<int32_t>(outputs.size());
     outputs.push_back(s.get());
   }
@@ -315,34 +317,39 @@ void Scheduler::step() {
   if (batch.size() == 0) return;
   const auto n_vocab = static_cast<size_t>(engine_.config().n_vocab);
   int64_t generated = 0;
-  const bool all_greedy = std::all_of(outputs.begin(), outputs.end(), [](const Slot* s) {
-    return s->sampler->params().plain_greedy() && !s->matcher && s->p.request.top_logprobs < 0;
-  });
-  // Greedy steps take the argmax inside the forward pass: only the chosen ids cross to the host,
-  // not n_vocab floats per sequence.
+  // Rows whose draw needs nothing from the host (no bias or penalties, no JSON constraint, no
+  // log-probs) take their token where the logits are, in the same step: only ids cross to the
+  // host. Each other row then copies its own logits and samples here.
+  auto on_backend = [](const Slot* s) { return s->sampler->backend_can_draw() && !s->matcher && s->p.request.top_logprobs < 0; };
   const auto n_out = static_cast<int64_t>(outputs.size());
   Buffer ids;
-  if (n_out > 0 && all_greedy) {
-    if (argmax_.rows() < n_out) argmax_ = engine_.backend().alloc(DType::I32, n_out, 1);
-    ids = argmax_.rows_view(0, n_out);
-    batch.greedy_ids = &ids;
+  if (n_out > 0) {
+    if (chosen_.rows() < n_out) chosen_ = engine_.backend().alloc(DType::I32, n_out, 1);
+    ids = chosen_.rows_view(0, n_out);
+    batch.chosen_ids = &ids;
+    const bool any_draw = std::any_of(outputs.begin(), outputs.end(),
+                                      [&](const Slot* s) { return on_backend(s) && s->sampler->params().temperature > 0.0f; });
+    if (any_draw) {  // else every row is an argmax
+      batch.draws.resize(outputs.size());
+      for (Slot* s : outputs) batch.draws[static_cast<size_t>(s->output_row)] = on_backend(s) ? s->sampler->draw_params() : DrawParams{};
+    }
   }
+  const auto started = Clock::now();
   const Buffer out = engine_.language_model().forward(batch, cache.buffers());
-  if (batch.greedy_ids != nullptr) {
-    argmax_host_.resize(outputs.size());
-    engine_.backend().download(ids, argmax_host_.data());
-    for (Slot* s : outputs) {
-      accept_token(*s, argmax_host_[static_cast<size_t>(s->output_row)], std::nullopt, {});
-      ++generated;
+  chosen_host_.resize(outputs.size());
+  if (n_out > 0) engine_.backend().download(ids, chosen_host_.data());
+  const auto forwarded = Clock::now();
+  for (Slot* s : outputs) {
+    const auto row = static_cast<size_t>(s->output_row);
+    if (on_backend(s)) {
+      if (chosen_host_[row] < 0) finish(*s, "error", "every token's logit is -inf: there is nothing to sample");
+      else accept_token(*s, chosen_host_[row], std::nullopt, {});
+    } else {
+      logits_.resize(n_vocab);  // kept between steps: no large allocation per token
+      engine_.backend().download(out.rows_view(static_cast<int64_t>(row), 1), logits_.data());
+      sample_slot(*s, logits_);
     }
-  } else {
-    std::vector<float>& logits = logits_;  // kept between steps: no large allocation per token
-    logits.resize(outputs.size() * n_vocab);
-    if (!outputs.empty()) engine_.backend().download(out, logits.data());
-    for (Slot* s : outputs) {
-      sample_slot(*s, std::span<float>(logits.data() + static_cast<size_t>(s->output_row) * n_vocab, n_vocab));
-      ++generated;
-    }
+    ++generated;
   }
   for (Slot* s : outputs) {
     if (!s->event.text.empty() || !s->event.logprobs.empty()) {
@@ -350,9 +357,14 @@ void Scheduler::step() {
       s->event = GenerationEvent{};
     }
   }
+  const auto sampled = Clock::now();  // with the text of every event
+  auto us = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
   std::lock_guard lock(mu_);
   ++stats_.steps;
   stats_.step_tokens += static_cast<int64_t>(batch.size());
+  stats_.decode_tokens += decode_tokens;
+  stats_.forward_us += us(forwarded - started);
+  stats_.sample_us += us(sampled - forwarded);
   stats_.generated_tokens += generated;
   stats_.last_batch = static_cast<int64_t>(outputs.size());
 }

@@ -525,6 +525,10 @@ void Server::Impl::routes() {
         {"vireo_kv_cells", &SchedulerStats::kv_cells},
         {"vireo_cached_sequences", &SchedulerStats::cached_sequences},
         {"vireo_forward_steps", &SchedulerStats::steps},
+        {"vireo_forward_tokens", &SchedulerStats::step_tokens},
+        {"vireo_forward_decode_tokens", &SchedulerStats::decode_tokens},
+        {"vireo_forward_microseconds", &SchedulerStats::forward_us},
+        {"vireo_sampling_microseconds", &SchedulerStats::sample_us},
         {"vireo_scheduler_generated_tokens", &SchedulerStats::generated_tokens},
     };
     std::vector<std::pair<std::string, SchedulerStats>> stats;

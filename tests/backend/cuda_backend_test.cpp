@@ -17,6 +17,7 @@
 #include "test_util.h"
 #include "vireo/kernels/cuda/gemv.h"
 #include "vireo/kernels/ref/quant.h"
+#include "draw_oracle.h"
 #include "logit_agreement.h"
 #include "vireo/models/language_model.h"
 #include "vireo/models/synth.h"
@@ -141,6 +142,53 @@ TEST(CudaBackend, ElementwiseAndRowOpsMatchTheCpu) {
       EXPECT_EQ(got[0], cols / 2) << be->name();
     }
   }
+}
+
+// Sampling on the GPU draws the token that ref::draw_token draws from the same u, but where u * Z
+// falls right at the edge between two tokens (float sums in another order).
+TEST(CudaBackend, SampleDrawsLikeTheReference) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  const std::vector<DrawParams> settings = {
+      {0.0f, 0, 1.0f, 0.0f, 0},   {1.0f, 0, 1.0f, 0.0f, 0},     {0.7f, 0, 1.0f, 0.0f, 0},   {1.3f, 40, 1.0f, 0.0f, 0},
+      {1.0f, 0, 0.9f, 0.0f, 0},   {1.0f, 0, 1.0f, 0.05f, 0},    {0.8f, 40, 0.95f, 0.05f, 0}, {1.0f, 1, 1.0f, 0.0f, 0},
+      {2.0f, 0, 0.3f, 0.0f, 0},   {1.0f, 5000, 0.99f, 0.0f, 0},
+  };
+  int compared = 0, at_edges = 0;
+  for (int64_t n : {int64_t{33}, int64_t{1000}, int64_t{32000}, int64_t{128256}}) {
+    for (float sd : {0.5f, 3.0f}) {
+      const int64_t rows = 24;
+      std::vector<float> l(static_cast<size_t>(rows * n));
+      for (auto& x : l) x = std::normal_distribution<float>(0.0f, sd)(rng);
+      for (int64_t j = 0; j < n; j += 7) l[static_cast<size_t>(3 * n + j)] = -INFINITY;  // banned tokens in row 3
+      std::fill(l.begin() + 23 * n, l.end(), -INFINITY);                                // row 23: nothing to draw
+      std::vector<DrawParams> params(static_cast<size_t>(rows));
+      for (size_t r = 0; r < params.size(); ++r) {
+        params[r] = settings[r % settings.size()];
+        params[r].u = uniform(rng);
+      }
+      Buffer x = put(*p.gpu, DType::F32, rows, n, l.data()), pb = put(*p.gpu, DType::F32, rows, 5, params.data());
+      Buffer out = p.gpu->alloc(DType::I32, rows, 1);
+      p.gpu->sample(x, pb, out);
+      std::vector<int32_t> got(static_cast<size_t>(rows));
+      p.gpu->download(out, got.data());
+      EXPECT_EQ(got[23], -1);
+      for (int64_t r = 0; r + 1 < rows; ++r) {
+        const std::vector<float> row(l.begin() + r * n, l.begin() + (r + 1) * n);
+        const DrawParams& pr = params[static_cast<size_t>(r)];
+        const int32_t want = ref::draw_token(row.data(), n, pr);
+        ++compared;
+        if (got[static_cast<size_t>(r)] == want) continue;
+        ++at_edges;
+        EXPECT_LT(test::oracle_draw(row, pr).margin, 1e-4) << "n " << n << " row " << r << " T " << pr.temperature << " k "
+                                                           << pr.top_k << " p " << pr.top_p << " min_p " << pr.min_p << " u "
+                                                           << pr.u << ": " << got[static_cast<size_t>(r)] << " vs " << want;
+      }
+    }
+  }
+  EXPECT_LE(at_edges, compared / 50);
 }
 
 TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {

@@ -18,6 +18,7 @@
 #include "vireo/core/dtype.h"
 #include "vireo/core/error.h"
 #include "vireo/formats/model.h"
+#include "vireo/kernels/ref/sample.h"
 
 namespace vireo {
 
@@ -200,6 +201,9 @@ class Backend {
   virtual void softmax(const Buffer& x, const Buffer& out) { missing("softmax"); }
   // out (I32 [n, 1]) = index of each row's largest value (the first one on ties).
   virtual void argmax(const Buffer& x, const Buffer& out) { missing("argmax"); }
+  // out (I32 [n, 1]) = ref::draw_token of each row of x with that row of params (F32 [n, 5], one
+  // DrawParams each): sampling where the logits are. A row with no finite logit gets -1.
+  virtual void sample(const Buffer& x, const Buffer& params, const Buffer& out) { missing("sample"); }
   // Mean of the rows of each sequence: ranges I32 [n_seq, 2] (begin, count) -> out [n_seq, d].
   virtual void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) { missing("mean_rows"); }
   // out = x / max(||x||, eps), per row.

@@ -20,9 +20,11 @@ struct ForwardBatch {
   std::vector<int32_t> kv_cells;     // [n] cache row that receives the token's K and V
   std::vector<int32_t> kv_ranges;    // [n][2] cache rows [begin, begin + count) the token attends to
   std::vector<int32_t> output_rows;  // tokens whose logits are wanted, in output order (may be none)
-  // When set: I32 [output_rows.size(), 1] that receives each output row's argmax within the same
-  // step (greedy decoding without another launch).
-  const Buffer* greedy_ids = nullptr;
+  // When set: I32 [output_rows.size(), 1] that receives each output row's token within the same
+  // step, so that only ids cross to the host: the argmax, or with `draws` (one per output row)
+  // the backend's `sample` op.
+  const Buffer* chosen_ids = nullptr;
+  std::vector<DrawParams> draws;
 
   size_t size() const { return tokens.size(); }
 };

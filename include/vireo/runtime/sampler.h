@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "vireo/kernels/ref/sample.h"
+
 namespace vireo {
 
 struct SamplingParams {
@@ -21,13 +23,6 @@ struct SamplingParams {
   int32_t penalty_last_n = 64;      // how much history the penalties look at; -1: all
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the token's logit (-inf bans it)
   uint64_t seed = 0;
-
-  // Greedy with nothing that edits the logits first: the token is the row's argmax, which a
-  // backend can find where the logits are (no copy of the whole row to the host).
-  bool plain_greedy() const {
-    return temperature <= 0.0f && repetition_penalty == 1.0f && presence_penalty == 0.0f && frequency_penalty == 0.0f &&
-           logit_bias.empty();
-  }
 };
 
 class Sampler {
@@ -36,14 +31,17 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
   // Picks a token; `logits` (n_vocab values) is modified. `history`: the tokens so far.
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  // Whether the logits need no edit before the draw (no bias, no penalties): then a backend's
+  // `sample` op can draw where the logits are, with next_uniform() as u.
+  bool backend_can_draw() const;
+  // The draw's parameters for a backend's `sample` op; takes one uniform from the seeded stream
+  // (when the temperature is above 0), as sample() would.
+  DrawParams draw_params();
 
  private:
+  float next_uniform();
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> candidates_;  // scratch
-  std::vector<double> probs_;                          // scratch
-  std::vector<float> weights_;                         // scratch
-  std::vector<double> block_sums_;                     // scratch
 };
 
 }  // namespace vireo

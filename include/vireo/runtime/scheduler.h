@@ -86,7 +86,11 @@ struct SchedulerStats {
   int64_t kv_cells = 0, kv_cells_used = 0;
   int64_t requests_done = 0, prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   int64_t steps = 0, step_tokens = 0;  // forwards and tokens they carried
+  int64_t decode_tokens = 0;           // of those, one-token rows of decoding sequences
   int64_t last_batch = 0;              // sequences in the last forward
+  // Where the scheduler thread's time goes, in microseconds: the forward with its copy of logits
+  // or token ids to the host, then sampling and text (detokenizing, stop strings, events).
+  int64_t forward_us = 0, sample_us = 0;
 };
 
 // Thrown by submit() when the waiting queue is full (the server answers 429).
@@ -148,9 +152,9 @@ class Scheduler {
   };
   std::vector<CachedSequence> cached_;
   uint64_t clock_ = 0;
-  std::vector<float> logits_;  // [outputs, n_vocab] of the last step
-  Buffer argmax_;              // [outputs, 1] I32 on the backend: greedy tokens picked where the logits are
-  std::vector<int32_t> argmax_host_;
+  std::vector<float> logits_;  // [n_vocab]: a row sampled on the host
+  Buffer chosen_;              // [outputs, 1] I32 on the backend: tokens picked where the logits are
+  std::vector<int32_t> chosen_host_;
 
   std::mutex vocab_mu_;
   std::shared_ptr<const ConstraintVocab> vocab_;

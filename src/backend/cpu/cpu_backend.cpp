@@ -343,6 +343,22 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < x.rows(); ++r) *out.row<int32_t>(r) = cpu::argmax_row(x.row<float>(r), x.cols());
   }
 
+  void sample(const Buffer& x, const Buffer& params, const Buffer& out) override {
+    require_f32(x, "sample");
+    require(params.type() == DType::F32 && params.cols() == 5 && params.rows() == x.rows(), "sample",
+            "params must be F32 [n, 5]");
+    require(out.type() == DType::I32 && out.cols() == 1 && out.rows() == x.rows(), "sample", "out must be I32 [n, 1]");
+    for_rows(x.rows(), x.cols(), [&](int64_t r) {
+      DrawParams p;
+      std::memcpy(static_cast<void*>(&p), params.row<float>(r), sizeof p);
+      try {
+        *out.row<int32_t>(r) = ref::draw_token(x.row<float>(r), x.cols(), p);
+      } catch (const Error&) {  // every logit banned: the caller reports it for that row alone
+        *out.row<int32_t>(r) = -1;
+      }
+    });
+  }
+
   void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) override {
     require_f32(x, "mean_rows");
     require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == out.rows(), "mean_rows",

@@ -557,6 +557,15 @@ class CudaBackend final : public Backend {
             "out must be I32 [n, 1]");
     cuda::argmax(x.as<float>(), x.stride(), x.rows(), x.cols(), out.as<int32_t>(), stream_);
   }
+  void sample(const Buffer& x, const Buffer& params, const Buffer& out) override {
+    if (replaying("sample")) return;
+    require_f32(x, "sample");
+    require(params.type() == DType::F32 && params.cols() == 5 && params.rows() == x.rows() && params.contiguous(), "sample",
+            "params must be F32 [n, 5]");
+    require(out.type() == DType::I32 && out.cols() == 1 && out.rows() == x.rows() && out.contiguous(), "sample",
+            "out must be I32 [n, 1]");
+    cuda::sample(x.as<float>(), x.stride(), x.rows(), x.cols(), params.as<float>(), out.as<int32_t>(), stream_);
+  }
 
   void mean_rows(const Buffer& x, const Buffer& ranges, const Buffer& out) override {
     if (replaying("mean_rows")) return;

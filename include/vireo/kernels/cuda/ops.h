@@ -36,6 +36,9 @@ void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, flo
                 float* out, int64_t ldo, Stream s);
 void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s);
 void argmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, int32_t* out, Stream s);
+// out[r] = ref::draw_token(x row r, params row r): params [rows][5] (DrawParams), -1 where every
+// logit is banned. One block per row (sample.cu).
+void sample(const float* x, int64_t ldx, int64_t rows, int64_t cols, const float* params, int32_t* out, Stream s);
 void l2_normalize(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s);
 // out[s, :] = mean of x rows [begin_s, begin_s + count_s); ranges [n_seq][2].
 void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges, int64_t n_seq, float* out, int64_t ldo,
