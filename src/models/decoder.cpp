@@ -122,14 +122,16 @@ class Decoder final : public LanguageModel {
     }
     // Steps with the same shape make the same calls on the same buffers: the backend may replay them.
     const bool identity = identity_outputs(batch);
+    const int64_t max_keys = key_bound(batch);
     const uint64_t key = step_key({static_cast<uint64_t>(n), static_cast<uint64_t>(n_out), identity ? 1u : 0u, buffers_version_,
                                    reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows()),
                                    reinterpret_cast<uintptr_t>(batch.chosen_ids != nullptr ? batch.chosen_ids->data() : nullptr),
-                                   batch.draws.empty() ? 0u : 1u});
+                                   batch.draws.empty() ? 0u : 1u, static_cast<uint64_t>(max_keys)});
     be_.begin_step(key, n);
     StepScope step(be_);
     AttentionParams attn = attn_;
     attn.shared_ranges = rows_per_range(batch) >= 16;
+    attn.max_keys = max_keys;
 
     // Inputs. [n, 1] I32 each; ranges [n, 2].
     const Buffer ids = upload_i32(ids_, batch.tokens, n, 1);
@@ -254,6 +256,16 @@ class Decoder final : public LanguageModel {
       for (int i = 0; i < 8; ++i) h = (h ^ ((p >> (8 * i)) & 0xff)) * 1099511628211ull;
     }
     return h;
+  }
+
+  // The most keys a row attends to, rounded up to a power of two (at least 256): a bound that
+  // changes only as often as a sequence doubles, so steps keep replaying one graph.
+  static int64_t key_bound(const ForwardBatch& b) {
+    int64_t most = 0;
+    for (size_t i = 0; i < b.size(); ++i) most = std::max<int64_t>(most, b.kv_ranges[2 * i + 1]);
+    int64_t bound = 256;
+    while (bound < most) bound *= 2;
+    return bound;
   }
 
   // Mean number of consecutive tokens that attend from the same cache row (one sequence's run).

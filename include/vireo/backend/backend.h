@@ -114,6 +114,10 @@ struct AttentionParams {
   // Query rows come in runs that attend to the same keys (a prompt's tokens, an encoder's
   // sequences), so blocks of rows can share key tiles; false for rows of many sequences.
   bool shared_ranges = false;
+  // At least as many keys as any query row attends to (0: unknown, the cache's size). A bound
+  // that holds for many steps (the decoder rounds it up to a power of two), so that a step
+  // replayed from a graph keeps the same split of long ranges.
+  int64_t max_keys = 0;
 };
 
 class Backend {

@@ -521,6 +521,7 @@ class CudaBackend final : public Backend {
     a.head_dim = p.head_dim;
     a.scale = p.scale;
     a.n_cells = k.rows();
+    a.max_keys = p.max_keys;
     a.shared_ranges = p.shared_ranges;
     const size_t scratch = cuda::attention_scratch_floats(a);
     float* s = scratch > 0 ? static_cast<float*>(attn_scratch_.get(scratch * sizeof(float))) : nullptr;

@@ -1246,7 +1246,10 @@ int attention_splits(const AttentionShape& a) {
   const int block_heads = attention_block_heads(a);
   const int64_t blocks = a.rows * (block_heads > 1 ? a.n_head_kv : a.n_head);
   if (blocks >= 8 * sm_count()) return 1;
-  const int64_t by_len = (a.n_cells + 15) / 16;
+  // At least 16 keys a split: a short range over a large cache (one sequence of many served)
+  // gains nothing from more blocks, and each adds a partial result to merge.
+  const int64_t keys = a.max_keys > 0 ? std::min(a.max_keys, a.n_cells) : a.n_cells;
+  const int64_t by_len = (keys + 15) / 16;
   const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
 }

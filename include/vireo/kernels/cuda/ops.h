@@ -60,6 +60,7 @@ struct AttentionShape {
   int n_head = 0, n_head_kv = 0, head_dim = 0;
   float scale = 0;
   int64_t n_cells = 0;  // rows of the caches: bounds every range
+  int64_t max_keys = 0;  // a bound on every range's count, for the split (0: n_cells)
   bool shared_ranges = false;  // rows come in runs over the same keys: tensor-core tiles of rows pay
 };
 // Floats of scratch `attention` needs for this shape (0: none). The scratch must be zeroed when
