@@ -62,26 +62,43 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   SequenceGuard guard(cache_, seq);
   Sampler sampler(options.sampling);
   const auto n_vocab = static_cast<size_t>(model_.config().n_vocab);
-  std::vector<float> logits(n_vocab);
+  std::vector<float> logits;
   std::vector<int32_t> history(prompt.begin(), prompt.end());
+  // Without bias or penalties the token is drawn where the logits are (the backend's argmax or
+  // sample op in the same step): one id crosses to the host, not n_vocab floats.
+  const bool on_backend = sampler.backend_can_draw();
+  Buffer chosen;
+  if (on_backend) chosen = model_.backend().alloc(DType::I32, 1, 1);
+  auto forward_and_pick = [&](ForwardBatch& batch) {
+    if (on_backend) {
+      batch.chosen_ids = &chosen;
+      if (options.sampling.temperature > 0.0f) batch.draws.assign(1, sampler.draw_params());
+      model_.forward(batch, cache_.buffers());
+      int32_t token = -1;
+      model_.backend().download(chosen, &token);
+      if (token < 0) fail(ErrorCode::InvalidArgument, "generate: every token's logit is -inf");
+      return token;
+    }
+    const Buffer out = model_.forward(batch, cache_.buffers());
+    logits.resize(n_vocab);
+    model_.backend().download(out, logits.data());
+    return sampler.sample(logits, history);
+  };
 
   const auto t0 = Clock::now();
+  int32_t token = -1;
   for (size_t begin = 0; begin < prompt.size(); begin += static_cast<size_t>(options.prefill_chunk)) {
     const size_t end = std::min(prompt.size(), begin + static_cast<size_t>(options.prefill_chunk));
     ForwardBatch batch;
     cache_.append(batch, seq, prompt.subspan(begin, end - begin), end == prompt.size());
-    const Buffer out = model_.forward(batch, cache_.buffers());
-    if (end == prompt.size()) model_.backend().download(out, logits.data());
+    if (end == prompt.size()) token = forward_and_pick(batch);
+    else model_.forward(batch, cache_.buffers());
   }
   result.timings.prompt_tokens = static_cast<int64_t>(prompt.size());
+  result.timings.prefill_ms = ms_since(t0);
 
   auto t_decode = Clock::now();
   for (;;) {
-    const int32_t token = sampler.sample(logits, history);
-    if (result.tokens.empty()) {
-      result.timings.prefill_ms = ms_since(t0);
-      t_decode = Clock::now();
-    }
     result.tokens.push_back(token);
     history.push_back(token);
     if (is_stop(options, token)) {
@@ -99,8 +116,7 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
     ForwardBatch batch;
     const int32_t next[1] = {token};
     cache_.append(batch, seq, next, true);
-    const Buffer out = model_.forward(batch, cache_.buffers());
-    model_.backend().download(out, logits.data());
+    token = forward_and_pick(batch);
     ++result.timings.decode_tokens;
   }
   result.timings.decode_ms = result.timings.decode_tokens > 0 ? ms_since(t_decode) : 0.0;
