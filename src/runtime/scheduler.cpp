@@ -341,9 +341,12 @@ void Scheduler::step() {
   const auto forwarded = Clock::now();
   for (Slot* s : outputs) {
     const auto row = static_cast<size_t>(s->output_row);
+    if (on_backend(s) && chosen_host_[row] < 0) {
+      finish(*s, "error", "every token's logit is -inf: there is nothing to sample");
+      continue;  // no token
+    }
     if (on_backend(s)) {
-      if (chosen_host_[row] < 0) finish(*s, "error", "every token's logit is -inf: there is nothing to sample");
-      else accept_token(*s, chosen_host_[row], std::nullopt, {});
+      accept_token(*s, chosen_host_[row], std::nullopt, {});
     } else {
       logits_.resize(n_vocab);  // kept between steps: no large allocation per token
       engine_.backend().download(out.rows_view(static_cast<int64_t>(row), 1), logits_.data());
