@@ -3,7 +3,8 @@
 # and vireo_tests), the CUDA tests (kernels against the reference, the CUDA backend against the
 # CPU backend, whole models), compute-sanitizer's memcheck over the kernel tests when present,
 # then `vireo bench` on Llama-3-8B shapes (synthetic, cached) against llama.cpp's CUDA build on the
-# same files. Prints a short table last.
+# same files, and vireo's top-1 agreement with that llama.cpp over 256 positions of each model
+# (scripts/llama-agreement.cpp). Prints a short table last.
 #
 #   scripts/gpu-check.sh [--types q4_0,q8_0,f16] [--no-peer] [--no-tests]
 #   env: BUILD (build-gpu), CUDAARCHS (90), VIREO_BIN, LLAMA_BENCH (a llama-bench to use),
@@ -60,6 +61,20 @@ for type in ${TYPES//,/ }; do
   "$BIN/vireo" bench "${args[@]}" > "$LOG/bench-$type.json"
 done
 
+# Top-1 agreement with llama.cpp on the GPU: the same 256 random ids scored by both engines on the
+# models the benchmark wrote (needs the llama.cpp build above, not just a llama-bench).
+if [ "$PEER" = 1 ] && [ -n "${LB:-}" ] && [ -f "$LB/include/llama.h" ]; then
+  c++ -O2 -std=c++17 -I "$LB/include" -I "$LB/ggml/include" -I tests scripts/llama-agreement.cpp -o "$LOG/llama-agreement" \
+    -L "$LB/build/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$LB/build/bin"
+  ids=$(awk 'BEGIN { srand(7); for (i = 0; i < 256; i++) printf "%s%d", (i ? "," : ""), int(rand() * 128000) }')
+  for type in ${TYPES//,/ }; do
+    model=$VIREO_CACHE/synth/llama3-8b-$type.gguf
+    "$BIN/vireo" score "$model" --device cuda --prompt-ids "$ids" --logits-out "$LOG/logits-$type.bin" > /dev/null
+    "$LOG/llama-agreement" "$model" "$ids" "$LOG/logits-$type.bin" > "$LOG/agreement-$type.json" || true
+    rm -f "$LOG/logits-$type.bin"
+  done
+fi
+
 python3 - "$LOG" "$TYPES" <<'PY'
 import json, sys
 log, types = sys.argv[1], sys.argv[2].split(",")
@@ -78,5 +93,12 @@ for t in types:
         roof = r.get("roofline", {})
         print(f"| {t} | {r['test']} | {r['avg_ts']:.1f} | {p.get('avg_ts', nan):.1f} | {ratio:.2f} | "
               f"{roof.get('achieved_gb_s', nan):.0f} | {roof.get('bandwidth_fraction', nan):.2f} |")
+print("\n| type | top-1 vs llama.cpp | decisive top-1 (positions) | mean KL | llama.cpp one token at a time: top-1, decisive |")
+print("|------|-------------------:|---------------------------:|--------:|------------------------------------------------:|")
+for t in types:
+    try: a = json.load(open(f"{log}/agreement-{t}.json"))
+    except (OSError, ValueError): continue
+    v, f = a["vireo"], a["llama_one_at_a_time"]
+    print(f"| {t} | {v['top1']:.4f} | {v['decisive_top1']:.4f} ({v['decisive']}) | {v['mean_kl']:.2e} | {f['top1']:.4f}, {f['decisive_top1']:.4f} |")
 print(f"device: {hw.get('device', '?')}; {hw.get('mem_method', '')} {hw.get('mem_gb_s', 0):.0f} GB/s; F16 GEMM {hw.get('float_tflops', 0):.0f} TFLOP/s")
 PY
