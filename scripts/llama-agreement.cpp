@@ -73,8 +73,8 @@ std::vector<float> llama_logits(llama_model* model, const std::vector<llama_toke
 
 std::string to_json(const vireo::test::LogitAgreement& a) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, R"({"top1":%.4f,"decisive_top1":%.4f,"decisive":%zu,"mean_kl":%.3e,"max_kl":%.3e})", a.top1,
-                a.decisive_top1, a.decisive, a.mean_kl, a.max_kl);
+  std::snprintf(buf, sizeof buf, R"({"top1":%.4f,"decisive_top1":%.4f,"decisive":%zu,"mean_kl":%.3e,"max_kl":%.3e})",
+                a.top1, a.decisive_top1, a.decisive, a.mean_kl, a.max_kl);
   return buf;
 }
 
@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   std::ifstream in(argv[3], std::ios::binary);
   std::vector<float> vireo(ids.size() * V);
   in.read(reinterpret_cast<char*>(vireo.data()), static_cast<std::streamsize>(vireo.size() * sizeof(float)));
-  if (!in || in.peek() != EOF) die(std::string(argv[3]) + " is not float32 [" + std::to_string(ids.size()) + ", " + std::to_string(V) + "]");
+  if (!in || in.peek() != EOF)
+    die(std::string(argv[3]) + " is not float32 [" + std::to_string(ids.size()) + ", " + std::to_string(V) + "]");
 
   const std::vector<float> batch = llama_logits(model, ids, V, false);
   const std::vector<float> single = llama_logits(model, ids, V, true);
