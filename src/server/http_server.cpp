@@ -600,7 +600,9 @@ void Server::Impl::routes() {
     if (res.status == 413) message = "the request body is larger than the server accepts (--max-body)";
     res.set_content(dump(ApiError(res.status, message).body()), "application/json");
   });
-  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  // Counted before the response is written (the logger runs after), so a client that has its
+  // answer already finds it in /metrics.
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     metrics.request(req.matches.empty() ? "other" : req.path, res.status);
   });
 }
