@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,14 @@ std::vector<llama_token> parse_ids(const std::string& list) {
   std::stringstream ss(list);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    if (!item.empty()) ids.push_back(static_cast<llama_token>(std::stol(item)));
+    if (item.empty()) continue;
+    size_t used = 0;
+    try {
+      ids.push_back(static_cast<llama_token>(std::stol(item, &used)));
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) die("not a token id: '" + item + "'");
   }
   return ids;
 }
