@@ -35,7 +35,7 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // whole blocks of 256
     for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128, T::R128xT64W8, T::R128xT64W8Square,
-                   T::R64xT64S3}) {
+                   T::R64xT64S3, T::R128xT32W8}) {
       if (!k_quant) {
         cases.push_back({type, 37, 128, 9, tile});  // one stage
         cases.push_back({type, 45, 896, 17, tile});

@@ -1225,6 +1225,174 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
                                                                     out, ldo);
 }
 
+// Decode attention over a KV head's query group on tensor cores (head size 128, F16 cache): the
+// group kernel's work for many rows at once, where its per-key shuffles and exponentials, not the
+// cache's bytes, set the pace. Block (row i, KV head, split); each warp streams its own 16-key
+// tiles of the split's keys through a two-slot cp.async ring (no block-wide barrier in the loop)
+// and runs flash2's step on them with the group's query heads as the 16 rows of the A operand
+// (rows past the group are zeros). The warps' states are then merged as the group kernel's are.
+constexpr int kGroupMmaKeys = 16, kGroupMmaLd = 128 + 8;  // halves a K/V row takes in shared memory
+struct GroupMmaSlot {
+  __half k[kGroupMmaKeys][kGroupMmaLd];
+  __half v[kGroupMmaKeys][kGroupMmaLd];
+};
+struct GroupMmaMerge {
+  float m[kAttnWarps][8], l[kAttnWarps][8];
+  float acc[8][kAttnWarps][128];  // [head][warp][element]
+};
+// Two slots a warp (one loading while one computes) let three blocks share an SM; three slots and
+// two blocks were 1% slower on an H100.
+constexpr int kGroupMmaSlots = 2;
+constexpr size_t kGroupMmaSmem = std::max(sizeof(GroupMmaSlot) * kGroupMmaSlots * kAttnWarps, sizeof(GroupMmaMerge));
+
+__global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(const float* q, int64_t ldq, const __half* k,
+                                                                              const __half* v, int64_t ld_kv, const int32_t* ranges,
+                                                                              int n_head, int group, float scale, int64_t n_cells,
+                                                                              float* out, int64_t ldo, float* part_acc, float* part_ml,
+                                                                              unsigned* counters, Rounding rd) {
+  kernel_prologue();
+  constexpr int D = 128, KD = D / 16, ND = D / 8;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const int64_t i = blockIdx.x;
+  const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t4 = lane % 4;
+  GroupMmaSlot* slot = reinterpret_cast<GroupMmaSlot*>(smem_raw) + kGroupMmaSlots * warp;
+  int64_t k0, k1;
+  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  const int64_t kv_off = static_cast<int64_t>(kvh) * D;
+
+  // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16.
+  uint32_t qa[KD][4];
+#pragma unroll
+  for (int dt = 0; dt < KD; ++dt) {
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int hr = g + 8 * (x & 1), d = dt * 16 + 2 * t4 + 8 * (x >> 1);
+      float2 f = make_float2(0.0f, 0.0f);
+      if (hr < group) f = *reinterpret_cast<const float2*>(q + i * ldq + static_cast<int64_t>(kvh * group + hr) * D + d);
+      qa[dt][x] = pack_half2(f.x * scale, f.y * scale);
+    }
+  }
+  // Warp w takes tiles w, w + 4, ...; a lane copies 16 bytes of K and of V per step of its loop.
+  auto load_tile = [&](int64_t j0, GroupMmaSlot& s) {
+#pragma unroll
+    for (int idx = lane; idx < kGroupMmaKeys * D / 8; idx += kWarp) {
+      const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const int64_t j = j0 + r;
+      const bool ok = j < k1;
+      const int64_t src = (ok ? j : 0) * ld_kv + kv_off + c;
+      cp_async16_zfill(&s.k[r][c], k + src, ok);
+      cp_async16_zfill(&s.v[r][c], v + src, ok);
+    }
+  };
+  constexpr int64_t kStride = int64_t{kGroupMmaKeys} * kAttnWarps;
+  float o[ND][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int64_t first = k0 + warp * kGroupMmaKeys;
+#pragma unroll
+  for (int t = 0; t + 1 < kGroupMmaSlots; ++t) {
+    if (first + t * kStride < k1) load_tile(first + t * kStride, slot[t]);
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  int step = 0;
+  for (int64_t j0 = first; j0 < k1; j0 += kStride, ++step) {
+    const int64_t ahead = j0 + (kGroupMmaSlots - 1) * kStride;
+    if (ahead < k1) load_tile(ahead, slot[(step + kGroupMmaSlots - 1) % kGroupMmaSlots]);  // the slot this warp finished with last step
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kGroupMmaSlots - 1));
+    __syncwarp();
+    const GroupMmaSlot& s = slot[step % kGroupMmaSlots];
+    // S = Q·Kᵀ for 16 keys: two n-tiles of 8.
+    float sc[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+      const __half* kr = &s.k[nt * 8 + g][0];
+#pragma unroll
+      for (int dt = 0; dt < KD; ++dt) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
+        mma_f16_16816(qa[dt], b0, b1, sc[nt]);
+      }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        if (j0 + nt * 8 + 2 * t4 + (x & 1) >= k1) sc[nt][x] = -INFINITY;
+        mx[x >> 1] = fmaxf(mx[x >> 1], sc[nt][x]);
+      }
+    }
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);  // finite: a tile holds at least one key of the range
+      corr[r] = expf(m[r] - m_new);
+      m[r] = m_new;
+      l[r] *= corr[r];
+    }
+    uint32_t pa[4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      float p[4];
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        p[x] = expf(sc[nt][x] - m[x >> 1]);  // 0 for masked keys
+        l[x >> 1] += p[x];
+      }
+      pa[nt * 2] = pack_half2(p[0], p[1]);
+      pa[nt * 2 + 1] = pack_half2(p[2], p[3]);
+    }
+#pragma unroll
+    for (int nd = 0; nd < ND; ++nd) {
+      o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
+    }
+    // O += P·V, V's operands through ldmatrix.trans, two n-tiles of the head per load.
+#pragma unroll
+    for (int nd = 0; nd < ND; nd += 2) {
+      const __half* src = &s.v[(lane % 8) + ((lane / 8) % 2) * 8][(nd + lane / 16) * 8];
+      const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(src));
+      uint32_t b0, b1, b2, b3;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                   : "r"(addr));
+      mma_f16_16816(pa, b0, b1, o[nd]);
+      mma_f16_16816(pa, b2, b3, o[nd + 1]);
+    }
+    __syncwarp();  // every lane is done with this slot before the warp's next load overwrites it
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  // The warps' states through shared memory (the K/V slots are free once every warp is done).
+  __syncthreads();
+  GroupMmaMerge& mg = *reinterpret_cast<GroupMmaMerge*>(smem_raw);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int hr = g + 8 * r;
+    if (hr >= group) continue;
+    if (t4 == 0) mg.m[warp][hr] = m[r], mg.l[warp][hr] = l[r];
+#pragma unroll
+    for (int nd = 0; nd < ND; ++nd) {
+      mg.acc[hr][warp][nd * 8 + 2 * t4] = o[nd][2 * r];
+      mg.acc[hr][warp][nd * 8 + 2 * t4 + 1] = o[nd][2 * r + 1];
+    }
+  }
+  __syncthreads();
+  for (int hr = 0; hr < group; ++hr) {
+    float ms[kAttnWarps], ls[kAttnWarps];
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) ms[w] = mg.m[w][hr], ls[w] = mg.l[w][hr];
+    store_merged<D / 32, kAttnWarps>(ms, ls, mg.acc[hr], i, kvh * group + hr, D, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
+  }
+  if (counters != nullptr) merge_if_last(counters, i, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
+}
+
 // Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.
 // Splits of each row's keys across blocks. A block's 4 warps take 16 keys per step, one after
 // another, so a long range in one block is latency-bound: split until every SM has several
@@ -1232,6 +1400,20 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
 // captured step stays valid as they grow.
 // The query heads one block of the decode kernel covers: a KV head's whole group (head sizes up to
 // 128 and groups up to 8), else one.
+// Rows from which decode attention over a group runs on tensor cores (VIREO_CUDA_ATTN_MMA_ROWS;
+// 0 turns it off). Under it (one or a few sequences, whose greedy decoding is checked token for
+// token against the CPU backend) the F32 group kernel stays: the tensor-core one rounds Q and P
+// to F16, and with few rows it has little to gain.
+int group_mma_rows() {
+  static const int rows = [] {
+    const char* e = std::getenv("VIREO_CUDA_ATTN_MMA_ROWS");
+    if (e == nullptr) return 8;
+    const int r = std::atoi(e);
+    return r <= 0 ? INT_MAX : r;
+  }();
+  return rows;
+}
+
 int attention_block_heads(const AttentionShape& a) {
   const int group = a.n_head / a.n_head_kv;
   if (a.head_dim > 128 || group > 8 || group < 2) return 1;
@@ -1267,6 +1449,16 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
       if (f16 && a.head_dim == 128 && aligned) {
         const auto* kh = static_cast<const __half*>(k);
         const auto* vh = static_cast<const __half*>(v);
+        if (a.rows >= group_mma_rows() && ldq % 2 == 0 && reinterpret_cast<uintptr_t>(q) % 8 == 0) {
+          static const bool configured = [] {  // over 48 KiB of shared memory needs opting in
+            cudaFuncSetAttribute(attention_group_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kGroupMmaSmem));
+            return true;
+          }();
+          (void)configured;
+          launch(attention_group_mma_kernel, grid, kAttnWarps * kWarp, kGroupMmaSmem, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group,
+                 a.scale, a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+          return;
+        }
         if (block_heads == 4) {
           launch(attention_group128_kernel<4>, grid, kAttnWarps * kWarp, 0, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
                                                                            a.n_cells, out, ldo, part_acc, part_ml, counters, rd);

@@ -12,7 +12,8 @@
 namespace vireo::cuda {
 
 // Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product.
-enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3 };
+enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3,
+                       R128xT32W8 };
 struct QGemmOptions {
   QGemmTile tile = QGemmTile::Auto;
   int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
