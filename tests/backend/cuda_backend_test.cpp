@@ -191,6 +191,22 @@ TEST(CudaBackend, SampleDrawsLikeTheReference) {
   EXPECT_LE(at_edges, compared / 50);
 }
 
+// Writes K and V (F32, cells x kvd, in the order of cell_ids) into a fresh cache of kv_type, runs
+// attention of `rows` query rows over it and returns the output.
+std::vector<float> attention_over_cache(Backend& be, DType kv_type, const std::vector<float>& k, const std::vector<float>& v,
+                                        const std::vector<int32_t>& cell_ids, int64_t kvd, const float* q, const int32_t* ranges,
+                                        int64_t rows, const AttentionParams& ap) {
+  const auto cells = static_cast<int64_t>(cell_ids.size()), qd = int64_t{ap.n_head} * ap.head_dim;
+  Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
+  Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
+  Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
+  be.kv_write(kb, vb, cb, kc, vc);
+  Buffer qb = put(be, DType::F32, rows, qd, q), rb = put(be, DType::I32, rows, 2, ranges);
+  Buffer out = poisoned(be, rows, qd);
+  be.attention(qb, kc, vc, rb, ap, out);
+  return get(be, out);
+}
+
 TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {
   VIREO_REQUIRE_GPU();
   Pair p;
@@ -249,15 +265,7 @@ TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {
       const auto q = random_floats(static_cast<size_t>(nq * qd), rng, -2, 2);
       for (int64_t nq_used : {int64_t{1}, nq}) {  // one query row (split across blocks) and several
         auto run = [&](Backend& be) {
-          Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
-          Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
-          Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
-          be.kv_write(kb, vb, cb, kc, vc);
-          Buffer qb = put(be, DType::F32, nq_used, qd, q.data());
-          Buffer rb = put(be, DType::I32, nq_used, 2, ranges.data() + (nq_used == 1 ? 4 : 0));
-          Buffer out = poisoned(be, nq_used, qd);
-          be.attention(qb, kc, vc, rb, ap, out);
-          return get(be, out);
+          return attention_over_cache(be, kv_type, k, v, cell_ids, kvd, q.data(), ranges.data() + (nq_used == 1 ? 4 : 0), nq_used, ap);
         };
         EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), 2e-4) << nq_used << " query rows";
       }
@@ -275,14 +283,7 @@ TEST(CudaBackend, RowsRopeCacheAndAttentionMatchTheCpu) {
       auto run_many = [&](Backend& be, bool shared) {
         AttentionParams apm = ap;
         apm.shared_ranges = shared;
-        Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
-        Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
-        Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
-        be.kv_write(kb, vb, cb, kc, vc);
-        Buffer qb = put(be, DType::F32, many, qd, qm.data()), rb = put(be, DType::I32, many, 2, wide.data());
-        Buffer out = poisoned(be, many, qd);
-        be.attention(qb, kc, vc, rb, apm, out);
-        return get(be, out);
+        return attention_over_cache(be, kv_type, k, v, cell_ids, kvd, qm.data(), wide.data(), many, apm);
       };
       const auto want = run_many(*p.cpu, false);
       EXPECT_LE(rel_error(run_many(*p.gpu, true), want), 3e-3) << many << " query rows, shared key tiles";
@@ -325,16 +326,7 @@ TEST(CudaBackend, GroupedDecodeAttentionMatchesTheCpu) {
         ranges[static_cast<size_t>(2 * i + 1)] = len;
       }
       const auto q = random_floats(static_cast<size_t>(rows * qd), rng, -2, 2);
-      auto run = [&](Backend& be) {
-        Buffer kc = be.alloc(DType::F16, cells, kvd), vc = be.alloc(DType::F16, cells, kvd);
-        Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
-        Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
-        be.kv_write(kb, vb, cb, kc, vc);
-        Buffer qb = put(be, DType::F32, rows, qd, q.data()), rb = put(be, DType::I32, rows, 2, ranges.data());
-        Buffer out = poisoned(be, rows, qd);
-        be.attention(qb, kc, vc, rb, ap, out);
-        return get(be, out);
-      };
+      auto run = [&](Backend& be) { return attention_over_cache(be, DType::F16, k, v, cell_ids, kvd, q.data(), ranges.data(), rows, ap); };
       EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), rows >= 8 ? 3e-3 : 2e-4);
     }
   }

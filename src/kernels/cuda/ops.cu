@@ -1027,6 +1027,81 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// One step of flash attention on mma fragments (m16n8k16, F16 in, F32 accumulated), for a warp's
+// 16 query rows (this thread's rows g and g + 8) over NK * 8 keys whose K and V rows sit in shared
+// memory, ld halves apart. First S = Q·Kᵀ from Q's A fragments...
+template <int KD, int NK>
+__device__ __forceinline__ void flash_scores(const uint32_t (&qa)[KD][4], const __half* k, int ld, int lane, float (&sc)[NK][4]) {
+  const int g = lane / 4, t4 = lane % 4;
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt) {
+    sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+    const __half* kr = k + (nt * 8 + g) * ld;
+#pragma unroll
+    for (int dt = 0; dt < KD; ++dt) {
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
+      mma_f16_16816(qa[dt], b0, b1, sc[nt]);
+    }
+  }
+}
+
+// ... then, with masked scores at -inf, the online softmax per row (a row's values sit in one
+// quad of lanes: two shuffles per reduction) and O += P·V, V's operands through ldmatrix.trans.
+// P goes from the S accumulators straight into A operands: the accumulator of keys 8nt.. is half
+// of the A operand of the 16 keys 16(nt/2)...
+template <int NK, int ND>
+__device__ __forceinline__ void flash_accumulate(float (&sc)[NK][4], const __half* v, int ld, int lane, float (&m)[2], float (&l)[2],
+                                                 float (&o)[ND][4]) {
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt) {
+#pragma unroll
+    for (int x = 0; x < 4; ++x) mx[x >> 1] = fmaxf(mx[x >> 1], sc[nt][x]);
+  }
+  float corr[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float m_new = fmaxf(m[r], mx[r]);
+    corr[r] = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);  // a row with no key yet keeps its state
+    m[r] = m_new;
+    l[r] *= corr[r];
+  }
+  uint32_t pa[NK / 2][4];
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt) {
+    float p[4];
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int r = x >> 1;
+      p[x] = sc[nt][x] == -INFINITY ? 0.0f : expf(sc[nt][x] - m[r]);
+      l[r] += p[x];
+    }
+    pa[nt / 2][(nt & 1) * 2] = pack_half2(p[0], p[1]);
+    pa[nt / 2][(nt & 1) * 2 + 1] = pack_half2(p[2], p[3]);
+  }
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd) {
+    o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
+  }
+#pragma unroll
+  for (int kk = 0; kk < NK / 2; ++kk) {
+#pragma unroll
+    for (int nd = 0; nd < ND; nd += 2) {  // two n-tiles of the head per load
+      const __half* src = v + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + (nd + lane / 16) * 8;
+      const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(src));
+      uint32_t b0, b1, b2, b3;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                   : "r"(addr));
+      mma_f16_16816(pa[kk], b0, b1, o[nd]);
+      mma_f16_16816(pa[kk], b2, b3, o[nd + 1]);
+    }
+  }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(const float* __restrict__ q, int64_t ldq,
                                                                             const __half* __restrict__ k, const __half* __restrict__ v,
@@ -1107,73 +1182,18 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
     }
     __syncthreads();
 
-    // S = Q·Kᵀ for 64 keys: 8 n-tiles of 8 keys.
+    // S = Q·Kᵀ for 64 keys: 8 n-tiles of 8 keys; keys outside each row's range masked.
     float sc[NK][4];
-#pragma unroll
-    for (int nt = 0; nt < NK; ++nt) {
-      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-      const __half* kr = &sm.k[buf][nt * 8 + g][0];
-#pragma unroll
-      for (int dt = 0; dt < KD; ++dt) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
-        mma_f16_16816(qa[dt], b0, b1, sc[nt]);
-      }
-    }
-    // Mask keys outside each row's range; the online softmax per row (quad reductions).
-    float mx[2] = {-INFINITY, -INFINITY};
+    flash_scores<KD, NK>(qa, &sm.k[buf][0][0], Smem::kLd, lane, sc);
 #pragma unroll
     for (int nt = 0; nt < NK; ++nt) {
 #pragma unroll
       for (int x = 0; x < 4; ++x) {
         const int j = j0 + nt * 8 + 2 * t4 + (x & 1), r = x >> 1;
         if (j < rb[r] || j >= re[r]) sc[nt][x] = -INFINITY;
-        mx[r] = fmaxf(mx[r], sc[nt][x]);
       }
     }
-    float corr[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      corr[r] = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);
-      m[r] = m_new;
-      l[r] *= corr[r];
-    }
-    uint32_t pa[kFlashKeys / 16][4];
-#pragma unroll
-    for (int nt = 0; nt < NK; ++nt) {
-      float p[4];
-#pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        const int r = x >> 1;
-        p[x] = sc[nt][x] == -INFINITY ? 0.0f : expf(sc[nt][x] - m[r]);
-        l[r] += p[x];
-      }
-      // The S accumulator of keys 8nt.. is half of the A operand of the 16 keys 16(nt/2)..
-      pa[nt / 2][(nt & 1) * 2] = pack_half2(p[0], p[1]);
-      pa[nt / 2][(nt & 1) * 2 + 1] = pack_half2(p[2], p[3]);
-    }
-#pragma unroll
-    for (int nd = 0; nd < ND; ++nd) {
-      o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
-    }
-    // O += P·V: V's 16 x 8 operands through ldmatrix.trans, two n-tiles per load.
-#pragma unroll
-    for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
-#pragma unroll
-      for (int nd = 0; nd < ND; nd += 2) {
-        const __half* src = &sm.v[buf][kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8][(nd + lane / 16) * 8];
-        const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(src));
-        uint32_t b0, b1, b2, b3;
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                     : "r"(addr));
-        mma_f16_16816(pa[kk], b0, b1, o[nd]);
-        mma_f16_16816(pa[kk], b2, b3, o[nd + 1]);
-      }
-    }
+    flash_accumulate<NK, ND>(sc, &sm.v[buf][0][0], Smem::kLd, lane, m, l, o);
     __syncthreads();  // every warp is done with this buffer before the next load overwrites it
   }
 
@@ -1302,66 +1322,16 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
     asm volatile("cp.async.wait_group %0;\n" ::"n"(kGroupMmaSlots - 1));
     __syncwarp();
     const GroupMmaSlot& s = slot[step % kGroupMmaSlots];
-    // S = Q·Kᵀ for 16 keys: two n-tiles of 8.
-    float sc[2][4];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-      const __half* kr = &s.k[nt * 8 + g][0];
-#pragma unroll
-      for (int dt = 0; dt < KD; ++dt) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
-        mma_f16_16816(qa[dt], b0, b1, sc[nt]);
-      }
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
+    float sc[2][4];  // S = Q·Kᵀ for 16 keys: two n-tiles of 8
+    flash_scores<KD, 2>(qa, &s.k[0][0], kGroupMmaLd, lane, sc);
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
       for (int x = 0; x < 4; ++x) {
         if (j0 + nt * 8 + 2 * t4 + (x & 1) >= k1) sc[nt][x] = -INFINITY;
-        mx[x >> 1] = fmaxf(mx[x >> 1], sc[nt][x]);
       }
     }
-    float corr[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);  // finite: a tile holds at least one key of the range
-      corr[r] = expf(m[r] - m_new);
-      m[r] = m_new;
-      l[r] *= corr[r];
-    }
-    uint32_t pa[4];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      float p[4];
-#pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        p[x] = expf(sc[nt][x] - m[x >> 1]);  // 0 for masked keys
-        l[x >> 1] += p[x];
-      }
-      pa[nt * 2] = pack_half2(p[0], p[1]);
-      pa[nt * 2 + 1] = pack_half2(p[2], p[3]);
-    }
-#pragma unroll
-    for (int nd = 0; nd < ND; ++nd) {
-      o[nd][0] *= corr[0], o[nd][1] *= corr[0], o[nd][2] *= corr[1], o[nd][3] *= corr[1];
-    }
-    // O += P·V, V's operands through ldmatrix.trans, two n-tiles of the head per load.
-#pragma unroll
-    for (int nd = 0; nd < ND; nd += 2) {
-      const __half* src = &s.v[(lane % 8) + ((lane / 8) % 2) * 8][(nd + lane / 16) * 8];
-      const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(src));
-      uint32_t b0, b1, b2, b3;
-      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                   : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                   : "r"(addr));
-      mma_f16_16816(pa, b0, b1, o[nd]);
-      mma_f16_16816(pa, b2, b3, o[nd + 1]);
-    }
+    flash_accumulate<2, ND>(sc, &s.v[0][0], kGroupMmaLd, lane, m, l, o);
     __syncwarp();  // every lane is done with this slot before the warp's next load overwrites it
   }
 #pragma unroll
