@@ -3,8 +3,8 @@
 # and vireo_tests), the CUDA tests (kernels against the reference, the CUDA backend against the
 # CPU backend, whole models), compute-sanitizer's memcheck over the kernel tests when present,
 # then `vireo bench` on Llama-3-8B shapes (synthetic, cached) against llama.cpp's CUDA build on the
-# same files, and vireo's top-1 agreement with that llama.cpp over 256 positions of each model
-# (scripts/llama-agreement.cpp). Prints a short table last.
+# same files, batched decode of 16 to 64 sequences (Q4_0), and vireo's top-1 agreement with that
+# llama.cpp over 256 positions of each model (scripts/llama-agreement.cpp). Prints short tables last.
 #
 #   scripts/gpu-check.sh [--types q4_0,q8_0,f16] [--no-peer] [--no-tests]
 #   env: BUILD (build-gpu), CUDAARCHS (90), VIREO_BIN, LLAMA_BENCH (a llama-bench to use),
@@ -35,7 +35,7 @@ if [ "$TESTS" = 1 ]; then
   grep -q "FAILED" "$LOG/tests.txt" && { echo "CUDA tests failed" >&2; exit 1; }
   if command -v compute-sanitizer > /dev/null; then
     compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/vireo_tests" \
-      --gtest_filter='CudaGemv*:CudaQGemm*:CudaBackend.ElementwiseAndRowOpsMatchTheCpu:CudaBackend.RowsRopeCacheAndAttentionMatchTheCpu:CudaBackend.ProductsOfEveryTypeMatchTheReference' \
+      --gtest_filter='CudaGemv*:CudaQGemm*:CudaBackend.ElementwiseAndRowOpsMatchTheCpu:CudaBackend.RowsRopeCacheAndAttentionMatchTheCpu:CudaBackend.GroupedDecodeAttentionMatchesTheCpu:CudaBackend.ProductsOfEveryTypeMatchTheReference' \
       > "$LOG/memcheck.txt" 2>&1 && echo "compute-sanitizer memcheck: clean" || { tail -30 "$LOG/memcheck.txt"; exit 1; }
   fi
 fi
@@ -60,6 +60,11 @@ for type in ${TYPES//,/ }; do
   [ "$PEER" = 1 ] && args+=(--peer llama.cpp --peer-bin "$LLAMA_BENCH")
   "$BIN/vireo" bench "${args[@]}" > "$LOG/bench-$type.json"
 done
+# Batched decode (the server's continuous batching): 16, 32 and 64 sequences at context 1,024.
+if [[ ",$TYPES," == *,q4_0,* ]]; then
+  "$BIN/vireo" bench --synthetic llama3-8b --type q4_0 -p 0 -n 32 -b 16,32,64 -d 1024 -r 2 --no-probe --device cuda -o json \
+    > "$LOG/batched-q4_0.json"
+fi
 
 # Top-1 agreement with llama.cpp on the GPU: the same 256 random ids scored by both engines on the
 # models the benchmark wrote (needs the llama.cpp build above, not just a llama-bench).
@@ -100,5 +105,12 @@ for t in types:
     except (OSError, ValueError): continue
     v, f = a["vireo"], a["llama_one_at_a_time"]
     print(f"| {t} | {v['top1']:.4f} | {v['decisive_top1']:.4f} ({v['decisive']}) | {v['mean_kl']:.2e} | {f['top1']:.4f}, {f['decisive_top1']:.4f} |")
+try:
+    batched = json.load(open(f"{log}/batched-q4_0.json"))["results"]
+    print("\n| q4_0, batched decode | tok/s in total |")
+    print("|----------------------|---------------:|")
+    for r in batched: print(f"| {r['test']} | {r['avg_ts']:.1f} |")
+except (OSError, ValueError, KeyError):
+    pass
 print(f"device: {hw.get('device', '?')}; {hw.get('mem_method', '')} {hw.get('mem_gb_s', 0):.0f} GB/s; F16 GEMM {hw.get('float_tflops', 0):.0f} TFLOP/s")
 PY
