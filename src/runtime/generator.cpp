@@ -72,7 +72,8 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   auto forward_and_pick = [&](ForwardBatch& batch) {
     if (on_backend) {
       batch.chosen_ids = &chosen;
-      if (options.sampling.temperature > 0.0f) batch.draws.assign(1, sampler.draw_params());
+      Sampler* const rows[] = {&sampler};
+      batch.draws = backend_draws(rows);
       model_.forward(batch, cache_.buffers());
       int32_t token = -1;
       model_.backend().download(chosen, &token);

@@ -59,6 +59,15 @@ DrawParams Sampler::draw_params() {
   return d;
 }
 
+std::vector<DrawParams> backend_draws(std::span<Sampler* const> rows) {
+  const bool any_draw = std::any_of(rows.begin(), rows.end(), [](const Sampler* s) { return s != nullptr && s->params().temperature > 0.0f; });
+  std::vector<DrawParams> draws;
+  if (!any_draw) return draws;
+  draws.reserve(rows.size());
+  for (Sampler* s : rows) draws.push_back(s != nullptr ? s->draw_params() : DrawParams{});
+  return draws;
+}
+
 float Sampler::next_uniform() {
   // 24 random bits: every float in [0, 1) that a step of 2^-24 reaches, never 1.
   return static_cast<float>(rng_() >> 40) * 0x1p-24f;

@@ -327,12 +327,9 @@ void Scheduler::step() {
     if (chosen_.rows() < n_out) chosen_ = engine_.backend().alloc(DType::I32, n_out, 1);
     ids = chosen_.rows_view(0, n_out);
     batch.chosen_ids = &ids;
-    const bool any_draw = std::any_of(outputs.begin(), outputs.end(),
-                                      [&](const Slot* s) { return on_backend(s) && s->sampler->params().temperature > 0.0f; });
-    if (any_draw) {  // else every row is an argmax
-      batch.draws.resize(outputs.size());
-      for (Slot* s : outputs) batch.draws[static_cast<size_t>(s->output_row)] = on_backend(s) ? s->sampler->draw_params() : DrawParams{};
-    }
+    std::vector<Sampler*> drawn(outputs.size());  // in output order, as outputs are
+    for (Slot* s : outputs) drawn[static_cast<size_t>(s->output_row)] = on_backend(s) ? &*s->sampler : nullptr;
+    batch.draws = backend_draws(drawn);
   }
   const auto started = Clock::now();
   const Buffer out = engine_.language_model().forward(batch, cache.buffers());

@@ -44,4 +44,9 @@ class Sampler {
   std::mt19937_64 rng_;
 };
 
+// The draws of a step's output rows for a backend's `sample` op, one per row (nullptr: a row
+// whose token is not drawn there, or an argmax). Empty, so the backend takes every row's argmax
+// (the cheaper op), when no drawn row has a temperature above 0.
+std::vector<DrawParams> backend_draws(std::span<Sampler* const> rows);
+
 }  // namespace vireo
