@@ -1363,13 +1363,6 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
   if (counters != nullptr) merge_if_last(counters, i, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
 }
 
-// Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.
-// Splits of each row's keys across blocks. A block's 4 warps take 16 keys per step, one after
-// another, so a long range in one block is latency-bound: split until every SM has several
-// blocks, down to 16 keys a split. The shape depends on the cache size, not on the ranges, so a
-// captured step stays valid as they grow.
-// The query heads one block of the decode kernel covers: a KV head's whole group (head sizes up to
-// 128 and groups up to 8), else one.
 // Rows from which decode attention over a group runs on tensor cores (VIREO_CUDA_ATTN_MMA_ROWS;
 // 0 turns it off). Under it (one or a few sequences, whose greedy decoding is checked token for
 // token against the CPU backend) the F32 group kernel stays: the tensor-core one rounds Q and P
@@ -1384,6 +1377,13 @@ int group_mma_rows() {
   return rows;
 }
 
+// Splits per (row, head): enough blocks to fill the GPU when there are few rows and long ranges.
+// Splits of each row's keys across blocks. A block's 4 warps take 16 keys per step, one after
+// another, so a long range in one block is latency-bound: split until every SM has several
+// blocks, down to 16 keys a split. The shape depends on the cache size, not on the ranges, so a
+// captured step stays valid as they grow.
+// The query heads one block of the decode kernel covers: a KV head's whole group (head sizes up to
+// 128 and groups up to 8), else one.
 int attention_block_heads(const AttentionShape& a) {
   const int group = a.n_head / a.n_head_kv;
   if (a.head_dim > 128 || group > 8 || group < 2) return 1;
