@@ -40,8 +40,8 @@ void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffe
           "caches must be [cells, n_head_kv*head_dim]");
 }
 
-void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
-               const Buffer& out) {
+void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const Buffer& blocks,
+               const AttentionParams& p, const Buffer& out) {
   require_f32(q, "attention");
   require(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0 && p.head_dim > 0, "attention",
           "n_head must be a multiple of n_head_kv");
@@ -52,6 +52,24 @@ void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& 
   require(k.cols() == int64_t{p.n_head_kv} * p.head_dim && v.cols() == k.cols() && v.rows() == k.rows() && k.stride() == v.stride(),
           "attention", "k and v must be [cells, n_head_kv*head_dim]");
   require(ranges.type() == DType::I32 && ranges.cols() == 2 && ranges.rows() == q.rows(), "attention", "ranges must be I32 [n, 2]");
+  if (!blocks.empty()) {
+    const int b = p.kv_block_size;
+    require(blocks.type() == DType::I32 && blocks.cols() == 1 && blocks.contiguous(), "attention", "blocks must be I32 [n_blocks, 1]");
+    require(b > 0 && (b & (b - 1)) == 0 && k.rows() % b == 0, "attention",
+            "the KV block size must be a power of two that divides the cache's cells");
+  }
+}
+
+KvPages kv_pages(const Buffer& k, const Buffer& blocks, const AttentionParams& p) {
+  KvPages pages;
+  pages.n_rows = k.rows();
+  pages.n_keys = k.rows();
+  if (!blocks.empty()) {
+    pages.blocks = blocks.as<int32_t>();
+    while ((1 << pages.block_shift) < p.kv_block_size) ++pages.block_shift;
+    pages.n_keys = blocks.rows() << pages.block_shift;
+  }
+  return pages;
 }
 
 }  // namespace vireo::op_checks

@@ -133,7 +133,7 @@ BenchResult run_bench_test(TextEngine& e, const BenchTest& test, int reps) {
   }
   if (reps < 1) fail(ErrorCode::InvalidArgument, "repetitions must be >= 1, got {}", reps);
   const int64_t per_seq = int64_t{test.depth} + test.n_prompt + test.n_gen;
-  if (test.cells() > e.cache().largest_free_run()) {
+  if (test.cells() > e.cache().free_cells()) {
     fail(ErrorCode::InvalidArgument, "{} needs {} KV cells but the cache holds {}", test.name(), test.cells(), e.n_ctx());
   }
   const auto ids = bench_prompt_ids(std::max(test.depth, test.n_prompt), static_cast<int32_t>(e.config().n_vocab));
@@ -219,7 +219,7 @@ std::vector<LatencyScenario> parse_latency_scenarios(const std::string& text, in
 
 LatencyResult run_latency_test(TextEngine& e, const LatencyScenario& scenario, int reps) {
   if (reps < 1) fail(ErrorCode::InvalidArgument, "repetitions must be >= 1, got {}", reps);
-  if (int64_t{scenario.n_prompt} + scenario.n_gen > e.cache().largest_free_run()) {
+  if (int64_t{scenario.n_prompt} + scenario.n_gen > e.cache().free_cells()) {
     fail(ErrorCode::InvalidArgument, "{} needs {} KV cells but the cache holds {}", scenario.name(),
          scenario.n_prompt + scenario.n_gen, e.n_ctx());
   }

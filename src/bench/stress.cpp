@@ -41,7 +41,8 @@ StressResult run_stress(TextEngine& e, const StressOptions& options, GpuMonitor*
   if (!(options.seconds > 0)) fail(ErrorCode::InvalidArgument, "--stress: seconds must be > 0, got {}", options.seconds);
   if (options.batch < 1) fail(ErrorCode::InvalidArgument, "--stress: batch must be >= 1, got {}", options.batch);
   if (options.windows < 1) fail(ErrorCode::InvalidArgument, "--stress: windows must be >= 1, got {}", options.windows);
-  const int64_t per_seq = e.cache().largest_free_run() / options.batch;
+  const int64_t blocks_per_seq = e.cache().free_cells() / KvCache::kBlockSize / options.batch;
+  const int64_t per_seq = blocks_per_seq * KvCache::kBlockSize;
   const int32_t n_prompt = static_cast<int32_t>(std::min<int64_t>(options.n_prompt, per_seq / 2));
   if (n_prompt < 1 || per_seq < n_prompt + 2) {
     fail(ErrorCode::InvalidArgument, "--stress: {} sequences do not fit a context of {} cells", options.batch, e.n_ctx());

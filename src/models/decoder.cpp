@@ -112,6 +112,8 @@ class Decoder final : public LanguageModel {
     check_batch(batch, kv);
     const auto n_out = static_cast<int64_t>(batch.output_rows.size());
     ensure_buffers(n);
+    // Before the step: a captured step stages its inputs in a small buffer, and tables can be large.
+    const Buffer blocks = upload_blocks(batch, kv);
     if (n_out > logits_.rows()) {
       logits_ = be_.alloc(DType::F32, n_out, c.n_vocab);  // [n_out, n_vocab]
       ++buffers_version_;
@@ -126,12 +128,14 @@ class Decoder final : public LanguageModel {
     const uint64_t key = step_key({static_cast<uint64_t>(n), static_cast<uint64_t>(n_out), identity ? 1u : 0u, buffers_version_,
                                    reinterpret_cast<uintptr_t>(kv.k[0].data()), static_cast<uint64_t>(kv.k[0].rows()),
                                    reinterpret_cast<uintptr_t>(batch.chosen_ids != nullptr ? batch.chosen_ids->data() : nullptr),
-                                   batch.draws.empty() ? 0u : 1u, static_cast<uint64_t>(max_keys)});
+                                   batch.draws.empty() ? 0u : 1u, static_cast<uint64_t>(max_keys),
+                                   static_cast<uint64_t>(batch.kv_block_size)});
     be_.begin_step(key, n);
     StepScope step(be_);
     AttentionParams attn = attn_;
     attn.shared_ranges = rows_per_range(batch) >= 16;
     attn.max_keys = max_keys;
+    attn.kv_block_size = batch.kv_block_size;
 
     // Inputs. [n, 1] I32 each; ranges [n, 2].
     const Buffer ids = upload_i32(ids_, batch.tokens, n, 1);
@@ -174,7 +178,7 @@ class Decoder final : public LanguageModel {
         step.end();
         return Buffer();
       }
-      be_.attention(q, kv.k[il], kv.v[il], ranges, attn, att);
+      be_.attention(q, kv.k[il], kv.v[il], ranges, blocks, attn, att);
 
       if (last && n_out < n) {
         gathered = true;
@@ -304,6 +308,48 @@ class Decoder final : public LanguageModel {
     if (kv.k.size() != c.n_layer || kv.v.size() != c.n_layer) {
       fail(ErrorCode::InvalidArgument, "forward: KV cache has {} layers, the model {}", kv.k.size(), c.n_layer);
     }
+    // Every key a row names must be a cache row: the device kernels trust these.
+    int64_t n_keys = kv.k[0].rows();
+    if (b.kv_block_size != 0) {
+      const int32_t bs = b.kv_block_size;
+      if (bs < 0 || (bs & (bs - 1)) != 0 || kv.k[0].rows() % bs != 0) {
+        fail(ErrorCode::InvalidArgument, "forward: KV blocks of {} cells (a power of two dividing the cache's {})", bs, kv.k[0].rows());
+      }
+      for (int32_t block : b.kv_blocks) {
+        if (block < 0 || block >= kv.k[0].rows() / bs) {
+          fail(ErrorCode::InvalidArgument, "forward: KV block {} is outside the cache's {}", block, kv.k[0].rows() / bs);
+        }
+      }
+      n_keys = static_cast<int64_t>(b.kv_blocks.size()) * bs;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t begin = b.kv_ranges[2 * i], count = b.kv_ranges[2 * i + 1];
+      if (begin < 0 || count < 0 || begin + count > n_keys) {
+        fail(ErrorCode::InvalidArgument, "forward: token {} attends to keys [{}, {}) outside the {} the cache holds", i, begin,
+             begin + count, n_keys);
+      }
+    }
+  }
+
+  // The batch's block tables (an empty buffer for an unpaged cache). The whole buffer is passed, its
+  // tail unused, so that the keys' bound stays the same from step to step; it holds as many entries
+  // as the cache has blocks (more if a batch repeats a table), zeroed so that the tail names valid
+  // blocks. Steps over the same sequences have the same tables: those are not sent again.
+  Buffer upload_blocks(const ForwardBatch& b, const KvBuffers& kv) {
+    if (b.kv_block_size <= 0) return Buffer();
+    const auto need = std::max<int64_t>(static_cast<int64_t>(b.kv_blocks.size()), kv.k[0].rows() / b.kv_block_size);
+    if (need > blocks_.rows()) {
+      blocks_ = be_.alloc(DType::I32, need, 1);
+      const std::vector<int32_t> zeros(static_cast<size_t>(need), 0);
+      be_.upload(blocks_, zeros.data());
+      ++buffers_version_;
+      sent_blocks_.clear();
+    }
+    if (b.kv_blocks != sent_blocks_) {
+      upload_i32(blocks_, b.kv_blocks, static_cast<int64_t>(b.kv_blocks.size()), 1);
+      sent_blocks_ = b.kv_blocks;
+    }
+    return blocks_;
   }
 
   // Activation buffers sized for the largest batch seen so far.
@@ -350,6 +396,8 @@ class Decoder final : public LanguageModel {
   uint64_t buffers_version_ = 0;  // changes whenever an activation buffer is reallocated
   Buffer x_, h_, q_, k_, v_, att_, att_out_, x_out_, gate_, up_, logits_;
   Buffer ids_, pos_, cells_, out_ids_, ranges_;
+  Buffer blocks_;                     // I32 [n_blocks, 1]: the step's block tables (paged caches)
+  std::vector<int32_t> sent_blocks_;  // what blocks_ starts with now
   Buffer draws_;  // F32 [outputs, 5]: the step's DrawParams
 };
 

@@ -54,9 +54,9 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, const Genera
   GenerateResult result;
   if (options.max_tokens == 0) return result;
   const auto capacity = static_cast<int64_t>(prompt.size()) + options.max_tokens;
-  if (capacity > cache_.largest_free_run()) {
+  if (capacity > cache_.free_cells()) {
     fail(ErrorCode::InvalidArgument, "generate: prompt ({}) + max_tokens ({}) exceed the KV cache's free cells ({})",
-         prompt.size(), options.max_tokens, cache_.largest_free_run());
+         prompt.size(), options.max_tokens, cache_.free_cells());
   }
   const SeqId seq = cache_.add_sequence(static_cast<int32_t>(capacity));
   SequenceGuard guard(cache_, seq);

@@ -1,6 +1,6 @@
 #include "vireo/runtime/kv_cache.h"
 
-#include <iterator>
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -8,8 +8,9 @@
 
 namespace vireo {
 
-KvCache::KvCache(const LanguageModel& model, int64_t n_cells, DType type) : n_cells_(n_cells), type_(type) {
-  if (n_cells <= 0 || n_cells > std::numeric_limits<int32_t>::max()) {
+KvCache::KvCache(const LanguageModel& model, int64_t n_cells, DType type)
+    : n_cells_(blocks_for(n_cells) * kBlockSize), type_(type) {
+  if (n_cells <= 0 || n_cells_ > std::numeric_limits<int32_t>::max()) {
     fail(ErrorCode::InvalidArgument, "KV cache of {} cells", n_cells);
   }
   if (type != DType::F16 && type != DType::F32 && type != DType::Q8_0) {
@@ -22,17 +23,17 @@ KvCache::KvCache(const LanguageModel& model, int64_t n_cells, DType type) : n_ce
   }
   Backend& be = model.backend();
   for (uint32_t l = 0; l < model.config().n_layer; ++l) {
-    buffers_.k.push_back(be.alloc(type, n_cells, model.kv_dim()));  // [n_cells, n_head_kv*head_dim]
-    buffers_.v.push_back(be.alloc(type, n_cells, model.kv_dim()));
+    buffers_.k.push_back(be.alloc(type, n_cells_, model.kv_dim()));  // [n_cells, n_head_kv*head_dim]
+    buffers_.v.push_back(be.alloc(type, n_cells_, model.kv_dim()));
   }
   // Written once now, so the whole cache is resident from the start: memory use is what it will
   // be under load, and no step pays for first-touch page faults.
-  const std::vector<uint8_t> zeros(buffers_.k.empty() ? 0 : buffers_.k[0].row_bytes() * static_cast<size_t>(n_cells), 0);
+  const std::vector<uint8_t> zeros(buffers_.k.empty() ? 0 : buffers_.k[0].row_bytes() * static_cast<size_t>(n_cells_), 0);
   for (uint32_t l = 0; l < model.config().n_layer; ++l) {
     be.upload(buffers_.k[l], zeros.data());
     be.upload(buffers_.v[l], zeros.data());
   }
-  free_[0] = static_cast<int32_t>(n_cells);
+  for (int64_t b = n_cells_ / kBlockSize; b-- > 0;) free_blocks_.push_back(static_cast<int32_t>(b));
 }
 
 uint64_t KvCache::bytes() const {
@@ -48,46 +49,25 @@ const KvCache::Sequence& KvCache::get(SeqId seq) const {
 }
 KvCache::Sequence& KvCache::get(SeqId seq) { return const_cast<Sequence&>(std::as_const(*this).get(seq)); }
 
-int64_t KvCache::largest_free_run() const {
-  int64_t best = 0;
-  for (const auto& [begin, len] : free_) best = std::max<int64_t>(best, len);
-  return best;
-}
-
 SeqId KvCache::add_sequence(int32_t capacity) {
   if (capacity <= 0) fail(ErrorCode::InvalidArgument, "KV cache: a sequence needs a capacity > 0, got {}", capacity);
-  for (auto it = free_.begin(); it != free_.end(); ++it) {  // first fit
-    if (it->second < capacity) continue;
-    const int32_t begin = it->first, len = it->second;
-    free_.erase(it);
-    if (len > capacity) free_[begin + capacity] = len - capacity;
-    const SeqId id = next_id_++;
-    seqs_[id] = Sequence{begin, capacity, 0};
-    return id;
+  if (capacity > free_cells()) {
+    fail(ErrorCode::InvalidArgument, "KV cache is full: {} cells wanted, {} free of {}", capacity, free_cells(), n_cells_);
   }
-  fail(ErrorCode::InvalidArgument, "KV cache is full: no run of {} free cells (largest {} of {})", capacity,
-       largest_free_run(), n_cells_);
+  const SeqId id = next_id_++;
+  Sequence& s = seqs_[id];
+  s.capacity = capacity;
+  for (int64_t b = blocks_for(capacity); b > 0; --b) {
+    s.blocks.push_back(free_blocks_.back());
+    free_blocks_.pop_back();
+  }
+  return id;
 }
 
 void KvCache::remove_sequence(SeqId seq) {
-  const Sequence s = get(seq);
+  const Sequence& s = get(seq);
+  free_blocks_.insert(free_blocks_.end(), s.blocks.rbegin(), s.blocks.rend());
   seqs_.erase(seq);
-  int32_t begin = s.begin, len = s.capacity;
-  // Merge with the free runs on either side.
-  auto next = free_.lower_bound(begin);
-  if (next != free_.end() && next->first == begin + len) {
-    len += next->second;
-    next = free_.erase(next);
-  }
-  if (next != free_.begin()) {
-    auto prev = std::prev(next);
-    if (prev->first + prev->second == begin) {
-      begin = prev->first;
-      len += prev->second;
-      free_.erase(prev);
-    }
-  }
-  free_[begin] = len;
 }
 
 bool KvCache::resize(SeqId seq, int32_t capacity) {
@@ -96,25 +76,16 @@ bool KvCache::resize(SeqId seq, int32_t capacity) {
     fail(ErrorCode::InvalidArgument, "KV cache: resize sequence {} to {} cells, below its {} tokens", seq, capacity,
          s.length);
   }
-  if (capacity == s.capacity) return true;
-  const int32_t end = s.begin + s.capacity;
-  if (capacity < s.capacity) {  // give the tail back, merged with a free run after it
-    int32_t len = s.capacity - capacity;
-    auto next = free_.find(end);
-    if (next != free_.end()) {
-      len += next->second;
-      free_.erase(next);
-    }
-    free_[s.begin + capacity] = len;
-    s.capacity = capacity;
-    return true;
+  const auto want = static_cast<size_t>(blocks_for(capacity));
+  if (want > s.blocks.size() + free_blocks_.size()) return false;
+  while (s.blocks.size() > want) {
+    free_blocks_.push_back(s.blocks.back());
+    s.blocks.pop_back();
   }
-  auto next = free_.find(end);
-  const int32_t extra = capacity - s.capacity;
-  if (next == free_.end() || next->second < extra) return false;
-  const int32_t left = next->second - extra;
-  free_.erase(next);
-  if (left > 0) free_[end + extra] = left;
+  while (s.blocks.size() < want) {
+    s.blocks.push_back(free_blocks_.back());
+    free_blocks_.pop_back();
+  }
   s.capacity = capacity;
   return true;
 }
@@ -132,12 +103,31 @@ void KvCache::append(ForwardBatch& batch, SeqId seq, std::span<const int32_t> to
     fail(ErrorCode::InvalidArgument, "KV cache: sequence {} holds {} tokens, {} more exceed its capacity {}", seq,
          s.length, tokens.size(), s.capacity);
   }
+  if (batch.kv_block_size != 0 && batch.kv_block_size != kBlockSize) {
+    fail(ErrorCode::InvalidArgument, "KV cache: the batch already holds tables of {}-cell blocks", batch.kv_block_size);
+  }
+  batch.kv_block_size = kBlockSize;
+  // The sequence's table, written once per batch (again only if it changed since).
+  auto table = std::find_if(batch.kv_tables.begin(), batch.kv_tables.end(), [&](const auto& t) { return t.seq == seq; });
+  const bool current = table != batch.kv_tables.end() && static_cast<size_t>(table->count) == s.blocks.size() &&
+                       std::equal(s.blocks.begin(), s.blocks.end(), batch.kv_blocks.begin() + table->first);
+  if (!current) {
+    const ForwardBatch::KvTable t{seq, static_cast<int32_t>(batch.kv_blocks.size()), static_cast<int32_t>(s.blocks.size())};
+    batch.kv_blocks.insert(batch.kv_blocks.end(), s.blocks.begin(), s.blocks.end());
+    if (table != batch.kv_tables.end()) {
+      *table = t;
+    } else {
+      batch.kv_tables.push_back(t);
+      table = batch.kv_tables.end() - 1;
+    }
+  }
+  const int32_t first_key = table->first * kBlockSize;  // the sequence's position 0 among the batch's keys
   for (int32_t t : tokens) {
     const int32_t pos = s.length++;
     batch.tokens.push_back(t);
     batch.positions.push_back(pos);
-    batch.kv_cells.push_back(s.begin + pos);
-    batch.kv_ranges.push_back(s.begin);
+    batch.kv_cells.push_back(s.blocks[pos / kBlockSize] * kBlockSize + pos % kBlockSize);
+    batch.kv_ranges.push_back(first_key);
     batch.kv_ranges.push_back(pos + 1);  // causal: itself and everything before
   }
   if (want_logits) batch.output_rows.push_back(static_cast<int32_t>(batch.tokens.size()) - 1);

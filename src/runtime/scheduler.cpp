@@ -163,9 +163,9 @@ void Scheduler::run() {
           GenerationEvent e;
           e.done = true;
           e.finish_reason = "error";
-          e.error = fmt::format("the request needs a run of {} free KV cells; the cache has at most {}",
+          e.error = fmt::format("the request needs {} free KV cells; the cache has at most {}",
                                 p.request.prompt.size() + static_cast<size_t>(std::max(p.request.max_tokens, 0)),
-                                engine_.cache().largest_free_run());
+                                engine_.cache().free_cells());
           p.handle->push(std::move(e));
           continue;
         }
@@ -187,10 +187,7 @@ void Scheduler::run() {
     stats_.queued = static_cast<int64_t>(queue_.size());
     stats_.running = static_cast<int64_t>(running_.size());
     stats_.cached_sequences = static_cast<int64_t>(cached_.size());
-    int64_t used = 0;
-    for (const auto& s : running_) used += engine_.cache().capacity(s->seq);
-    for (const auto& c : cached_) used += engine_.cache().capacity(c.seq);
-    stats_.kv_cells_used = used;
+    stats_.kv_cells_used = engine_.cache().n_cells() - engine_.cache().free_cells();
   }
   // Shutting down: end everything still open, and give the engine's KV cache back every cell this
   // scheduler held (the engine outlives it and may serve another).
@@ -213,8 +210,8 @@ void Scheduler::run() {
 
 bool Scheduler::free_cells(int32_t capacity) {
   KvCache& cache = engine_.cache();
-  while (cache.largest_free_run() < capacity && !cached_.empty()) evict_lru();
-  return cache.largest_free_run() >= capacity;
+  while (cache.free_cells() < capacity && !cached_.empty()) evict_lru();
+  return cache.free_cells() >= capacity;
 }
 
 void Scheduler::evict_lru() {

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "test_util.h"
@@ -195,15 +197,16 @@ TEST(CudaBackend, SampleDrawsLikeTheReference) {
 // attention of `rows` query rows over it and returns the output.
 std::vector<float> attention_over_cache(Backend& be, DType kv_type, const std::vector<float>& k, const std::vector<float>& v,
                                         const std::vector<int32_t>& cell_ids, int64_t kvd, const float* q, const int32_t* ranges,
-                                        int64_t rows, const AttentionParams& ap) {
+                                        int64_t rows, const AttentionParams& ap, const std::vector<int32_t>& blocks = {}) {
   const auto cells = static_cast<int64_t>(cell_ids.size()), qd = int64_t{ap.n_head} * ap.head_dim;
   Buffer kc = be.alloc(kv_type, cells, kvd), vc = be.alloc(kv_type, cells, kvd);
   Buffer kb = put(be, DType::F32, cells, kvd, k.data()), vb = put(be, DType::F32, cells, kvd, v.data());
   Buffer cb = put(be, DType::I32, cells, 1, cell_ids.data());
   be.kv_write(kb, vb, cb, kc, vc);
   Buffer qb = put(be, DType::F32, rows, qd, q), rb = put(be, DType::I32, rows, 2, ranges);
+  Buffer bb = blocks.empty() ? Buffer() : put(be, DType::I32, static_cast<int64_t>(blocks.size()), 1, blocks.data());
   Buffer out = poisoned(be, rows, qd);
-  be.attention(qb, kc, vc, rb, ap, out);
+  be.attention(qb, kc, vc, rb, bb, ap, out);
   return get(be, out);
 }
 
@@ -328,6 +331,63 @@ TEST(CudaBackend, GroupedDecodeAttentionMatchesTheCpu) {
       const auto q = random_floats(static_cast<size_t>(rows * qd), rng, -2, 2);
       auto run = [&](Backend& be) { return attention_over_cache(be, DType::F16, k, v, cell_ids, kvd, q.data(), ranges.data(), rows, ap); };
       EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), rows >= 8 ? 3e-3 : 2e-4);
+    }
+  }
+}
+
+// A paged cache: the same rows as the CPU backend through shuffled block tables, for every kernel
+// (one row split across blocks; rows of many sequences, on tensor cores for grouped heads of 128
+// over F16; a prompt's rows sharing key tiles).
+TEST(CudaBackend, PagedAttentionMatchesTheCpu) {
+  VIREO_REQUIRE_GPU();
+  Pair p;
+  std::mt19937 rng(31);
+  constexpr int kBlock = 16;
+  const int64_t n_blocks = 80, cells = n_blocks * kBlock;
+  std::vector<int32_t> blocks(static_cast<size_t>(n_blocks));
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  blocks.resize(70);  // three sequences' tables: 30, 25 and 15 blocks, keys from 0, 480 and 880
+  const int32_t first[3] = {0, 480, 880}, length[3] = {480, 400, 240};
+  std::vector<int32_t> cell_ids(static_cast<size_t>(cells));
+  std::iota(cell_ids.begin(), cell_ids.end(), 0);
+  for (DType kv_type : {DType::F16, DType::F32}) {
+    for (auto [n_head, n_head_kv, head_dim] : {std::tuple{8, 2, 64}, std::tuple{32, 8, 128}, std::tuple{6, 6, 80}, std::tuple{4, 2, 32}}) {
+      SCOPED_TRACE(testing::Message() << "kv " << static_cast<int>(kv_type) << " heads " << n_head << "/" << n_head_kv << "x" << head_dim);
+      AttentionParams ap;
+      ap.n_head = n_head;
+      ap.n_head_kv = n_head_kv;
+      ap.head_dim = head_dim;
+      ap.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      ap.kv_block_size = kBlock;
+      const int64_t kvd = int64_t{n_head_kv} * head_dim, qd = int64_t{n_head} * head_dim;
+      const auto k = random_floats(static_cast<size_t>(cells * kvd), rng, -2, 2);
+      const auto v = random_floats(static_cast<size_t>(cells * kvd), rng, -2, 2);
+      // Decode rows of the three sequences at assorted lengths, then a prompt of 150 rows of the first.
+      const int64_t decode_rows = 45, prompt_rows = 150;
+      std::vector<int32_t> ranges;
+      for (int64_t i = 0; i < decode_rows; ++i) {
+        const int s = static_cast<int>(i % 3);
+        ranges.push_back(first[s]);
+        ranges.push_back(static_cast<int32_t>((i * 97) % length[s]) + 1);
+      }
+      for (int64_t i = 0; i < prompt_rows; ++i) {
+        ranges.push_back(first[0]);
+        ranges.push_back(static_cast<int32_t>(300 + i));
+      }
+      const auto q = random_floats(ranges.size() / 2 * static_cast<size_t>(qd), rng, -2, 2);
+      const bool tensor_cores = head_dim != 80;  // prompts: flash kernels (F32 caches rounded to F16) for heads of 32, 64, 128
+      auto run = [&](Backend& be, int64_t row0, int64_t rows, bool shared) {
+        AttentionParams a = ap;
+        a.shared_ranges = shared;
+        return attention_over_cache(be, kv_type, k, v, cell_ids, kvd, q.data() + row0 * qd, ranges.data() + 2 * row0, rows, a, blocks);
+      };
+      EXPECT_LE(rel_error(run(*p.gpu, 2, 1, false), run(*p.cpu, 2, 1, false)), 2e-4) << "one row";
+      const bool mma = kv_type == DType::F16 && head_dim == 128;
+      EXPECT_LE(rel_error(run(*p.gpu, 0, decode_rows, false), run(*p.cpu, 0, decode_rows, false)), mma ? 3e-3 : 2e-4) << "decode rows";
+      EXPECT_LE(rel_error(run(*p.gpu, decode_rows, prompt_rows, true), run(*p.cpu, decode_rows, prompt_rows, false)),
+                tensor_cores ? 3e-3 : 2e-4)
+          << "prompt rows";
     }
   }
 }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "test_util.h"
@@ -45,32 +46,61 @@ class TinyModel : public testing::Test {
 test::TempDir* TinyModel::dir_ = nullptr;
 std::shared_ptr<Model> TinyModel::model_;
 
-TEST_F(TinyModel, KvCacheAllocatesAndMergesRuns) {
-  EXPECT_EQ(cache->largest_free_run(), 256);
-  const SeqId a = cache->add_sequence(100), b = cache->add_sequence(100), c = cache->add_sequence(56);
-  EXPECT_EQ(cache->largest_free_run(), 0);
+TEST_F(TinyModel, KvCacheHandsOutBlocksWhereverTheyAreFree) {
+  EXPECT_EQ(cache->free_cells(), 256);
+  const SeqId a = cache->add_sequence(100), b = cache->add_sequence(100), c = cache->add_sequence(32);
+  EXPECT_EQ(cache->blocks(a).size(), 7u);  // 100 cells: 7 blocks of 16
+  EXPECT_EQ(cache->free_cells(), 0);
   EXPECT_THROW(cache->add_sequence(1), Error);
-  cache->remove_sequence(b);
-  EXPECT_EQ(cache->largest_free_run(), 100);
   cache->remove_sequence(a);
-  EXPECT_EQ(cache->largest_free_run(), 200);  // merged with its neighbour
   cache->remove_sequence(c);
-  EXPECT_EQ(cache->largest_free_run(), 256);
+  // 144 free cells in two runs that are not adjacent: one sequence takes them all.
+  const SeqId d = cache->add_sequence(144);
+  std::vector<int32_t> got(cache->blocks(d).begin(), cache->blocks(d).end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 14, 15}));
+  EXPECT_FALSE(cache->resize(d, 145));  // no block left: nothing changes
+  EXPECT_EQ(cache->capacity(d), 144);
+  EXPECT_TRUE(cache->resize(d, 16));
+  EXPECT_EQ(cache->free_cells(), 128);
+  EXPECT_TRUE(cache->resize(b, 228));  // grows into the blocks d gave back
+  EXPECT_EQ(cache->free_cells(), 0);
+  cache->remove_sequence(b);
+  cache->remove_sequence(d);
+  EXPECT_EQ(cache->free_cells(), 256);
   EXPECT_THROW(cache->remove_sequence(c), Error);
   EXPECT_EQ(cache->bytes(), 2u * 2 * 256 * 2 * 64 * sizeof(uint16_t));  // K+V, layers, cells, kv_dim
 }
 
-TEST_F(TinyModel, AppendLaysOutPositionsCellsAndRanges) {
-  const SeqId a = cache->add_sequence(10), b = cache->add_sequence(10);
+TEST_F(TinyModel, AppendLaysOutPositionsCellsRangesAndTables) {
+  const SeqId a = cache->add_sequence(10), b = cache->add_sequence(20);
   ForwardBatch batch;
   cache->append(batch, a, std::vector<int32_t>{5, 6}, true);
   cache->append(batch, b, std::vector<int32_t>{7}, true);
-  EXPECT_EQ(batch.positions, (std::vector<int32_t>{0, 1, 0}));
-  EXPECT_EQ(batch.kv_cells, (std::vector<int32_t>{0, 1, 10}));
-  EXPECT_EQ(batch.kv_ranges, (std::vector<int32_t>{0, 1, 0, 2, 10, 1}));
+  cache->append(batch, a, std::vector<int32_t>{8}, false);  // a's table is already in the batch
+  EXPECT_EQ(batch.positions, (std::vector<int32_t>{0, 1, 0, 2}));
+  EXPECT_EQ(batch.kv_block_size, KvCache::kBlockSize);
+  EXPECT_EQ(batch.kv_blocks, (std::vector<int32_t>{0, 1, 2}));  // a: block 0; b: blocks 1, 2
+  EXPECT_EQ(batch.kv_cells, (std::vector<int32_t>{0, 1, 16, 2}));
+  EXPECT_EQ(batch.kv_ranges, (std::vector<int32_t>{0, 1, 0, 2, 16, 1, 0, 3}));
   EXPECT_EQ(batch.output_rows, (std::vector<int32_t>{1, 2}));
-  EXPECT_EQ(cache->length(a), 2);
-  EXPECT_THROW(cache->append(batch, a, std::vector<int32_t>(9, 1), false), Error);  // over capacity
+  EXPECT_EQ(cache->length(a), 3);
+  EXPECT_THROW(cache->append(batch, a, std::vector<int32_t>(8, 1), false), Error);  // over capacity
+}
+
+// A cache whose free blocks are scattered decodes exactly as an empty one.
+TEST_F(TinyModel, ScatteredBlocksDecodeAsContiguousOnes) {
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, {100, 50, 25}};
+  GenerateOptions o;
+  o.max_tokens = 40;
+  const auto fresh = gen->generate_batch(prompts, o);
+  std::vector<SeqId> holders;
+  for (int i = 0; i < 16; ++i) holders.push_back(cache->add_sequence(16));
+  for (int i = 0; i < 16; i += 2) cache->remove_sequence(holders[static_cast<size_t>(i)]);  // half the blocks, scattered
+  const auto scattered = gen->generate_batch(prompts, o);
+  for (size_t s = 0; s < prompts.size(); ++s) EXPECT_EQ(scattered[s].tokens, fresh[s].tokens) << "sequence " << s;
+  for (int i = 1; i < 16; i += 2) cache->remove_sequence(holders[static_cast<size_t>(i)]);
+  EXPECT_EQ(cache->free_cells(), 256);
 }
 
 TEST_F(TinyModel, ChunkedPrefillEqualsOneBatchAndDecodeEqualsScore) {
@@ -94,7 +124,7 @@ TEST_F(TinyModel, ChunkedPrefillEqualsOneBatchAndDecodeEqualsScore) {
     const float* row = logits.data() + (prompt.size() - 1 + i) * V;
     EXPECT_EQ(std::max_element(row, row + V) - row, whole.tokens[i]) << "token " << i;
   }
-  EXPECT_EQ(cache->largest_free_run(), 256);  // every sequence was freed
+  EXPECT_EQ(cache->free_cells(), 256);  // every sequence was freed
 }
 
 TEST_F(TinyModel, BatchedSequencesDecodeAsIfAlone) {
@@ -139,7 +169,7 @@ TEST_F(TinyModel, BadInputIsRejectedWithoutDamage) {
   EXPECT_THROW(gen->generate(std::vector<int32_t>{1, 99999}, o), Error);  // outside the vocabulary
   o.max_tokens = 1000;
   EXPECT_THROW(gen->generate(std::vector<int32_t>{1}, o), Error);  // more than the cache holds
-  EXPECT_EQ(cache->largest_free_run(), 256);
+  EXPECT_EQ(cache->free_cells(), 256);
   o.max_tokens = 4;
   EXPECT_EQ(gen->generate(std::vector<int32_t>{1, 2}, o).tokens.size(), 4u);  // still works
 }

@@ -118,6 +118,8 @@ struct AttentionParams {
   // that holds for many steps (the decoder rounds it up to a power of two), so that a step
   // replayed from a graph keeps the same split of long ranges.
   int64_t max_keys = 0;
+  // Cells per block of a paged cache (a power of two), when attention is given block tables.
+  int kv_block_size = 0;
 };
 
 class Backend {
@@ -194,12 +196,19 @@ class Backend {
                         const Buffer& v_cache) {
     missing("kv_write");
   }
-  // Scaled dot-product attention. Query row i attends to K/V rows [begin_i, begin_i + count_i),
+  // Scaled dot-product attention. Query row i attends to keys [begin_i, begin_i + count_i),
   // given by ranges (I32 [n, 2]: begin, count); causality is expressed by the ranges.
   // q and out: [n, n_head*head_dim] F32; k, v: [cells, n_head_kv*head_dim] F16, F32 or Q8_0.
-  virtual void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges,
+  // Paged caches: `blocks` (I32 [n_blocks, 1]) holds the batch's block tables end to end, and key j
+  // is row blocks[j / B] * B + j % B of k and v, B = p.kv_block_size (see kernels/kv_pages.h).
+  // Without blocks (empty), key j is row j.
+  virtual void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const Buffer& blocks,
                          const AttentionParams& p, const Buffer& out) {
     missing("attention");
+  }
+  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
+                 const Buffer& out) {
+    attention(q, k, v, ranges, Buffer(), p, out);
   }
   // Row-wise softmax.
   virtual void softmax(const Buffer& x, const Buffer& out) { missing("softmax"); }

@@ -22,7 +22,11 @@ struct BenchTest {
   int32_t depth = 0;     // tokens already in the cache
   int32_t batch = 1;     // sequences processed together
   std::string name() const;  // "pp128", "tg32", "tg32 @ d512", "tg32 x8"
-  int64_t cells() const { return int64_t{batch} * (depth + n_prompt + n_gen); }
+  // KV cells the test's sequences take: each rounds up to whole blocks of the paged cache.
+  int64_t cells() const {
+    const int64_t blocks = (int64_t{depth} + n_prompt + n_gen + KvCache::kBlockSize - 1) / KvCache::kBlockSize;
+    return int64_t{batch} * blocks * KvCache::kBlockSize;
+  }
 };
 
 struct BenchSample {

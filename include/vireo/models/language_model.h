@@ -18,7 +18,15 @@ struct ForwardBatch {
   std::vector<int32_t> tokens;       // [n]
   std::vector<int32_t> positions;    // [n] position of each token in its sequence
   std::vector<int32_t> kv_cells;     // [n] cache row that receives the token's K and V
-  std::vector<int32_t> kv_ranges;    // [n][2] cache rows [begin, begin + count) the token attends to
+  std::vector<int32_t> kv_ranges;    // [n][2] keys [begin, begin + count) the token attends to
+  // A paged cache (kv_block_size > 0): the block tables of the batch's sequences end to end; key j
+  // is cache row kv_blocks[j / size] * size + j % size (kernels/kv_pages.h). Otherwise key j is row j.
+  std::vector<int32_t> kv_blocks;
+  int32_t kv_block_size = 0;
+  struct KvTable {
+    int32_t seq, first, count;  // a sequence's table is kv_blocks[first, first + count)
+  };
+  std::vector<KvTable> kv_tables;
   std::vector<int32_t> output_rows;  // tokens whose logits are wanted, in output order (may be none)
   // When set: I32 [output_rows.size(), 1] that receives each output row's token within the same
   // step, so that only ids cross to the host: the argmax, or with `draws` (one per output row)

@@ -46,6 +46,7 @@ constexpr int64_t kSerialElements = 1 << 14;
 
 class CpuBackend final : public Backend {
  public:
+  using Backend::attention;  // the call without block tables
   explicit CpuBackend(const CpuBackendOptions& o) : isa_(cpu::choose_isa(o.isa)), pool_(o.n_threads) {}
 
   std::string name() const override { return fmt::format("cpu ({}, {} threads)", cpu::isa_name(isa_), pool_.size()); }
@@ -300,14 +301,21 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
-                 const Buffer& out) override {
-    op_checks::attention(q, k, v, ranges, p, out);
+  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const Buffer& blocks,
+                 const AttentionParams& p, const Buffer& out) override {
+    op_checks::attention(q, k, v, ranges, blocks, p, out);
+    const KvPages pages = op_checks::kv_pages(k, blocks, p);
+    for (int64_t b = 0; b < blocks.rows(); ++b) {
+      const int32_t block = *blocks.row<int32_t>(b);
+      if (block < 0 || (int64_t{block} << pages.block_shift) >= k.rows()) {
+        fail(ErrorCode::InvalidArgument, "attention: block {} is outside the cache's {} blocks", block, k.rows() >> pages.block_shift);
+      }
+    }
     int32_t max_count = 0;
     for (int64_t i = 0; i < q.rows(); ++i) {
       const int32_t* r = ranges.row<int32_t>(i);
-      if (r[0] < 0 || r[1] < 0 || int64_t{r[0]} + r[1] > k.rows()) {
-        fail(ErrorCode::InvalidArgument, "attention: range [{}, {}+{}) is outside the {} cells", r[0], r[0], r[1], k.rows());
+      if (r[0] < 0 || r[1] < 0 || int64_t{r[0]} + r[1] > pages.n_keys) {
+        fail(ErrorCode::InvalidArgument, "attention: range [{}, {}+{}) is outside the {} keys", r[0], r[0], r[1], pages.n_keys);
       }
       max_count = std::max(max_count, r[1]);
     }
@@ -321,7 +329,7 @@ class CpuBackend final : public Backend {
       const int32_t* r = ranges.row<int32_t>(i);
       const int64_t q_off = int64_t{kvh} * group * p.head_dim;
       cpu::attention_heads(q.row<float>(i) + q_off, group, k.data(), v.data(), k.type(), k.stride(), kvh, p.head_dim,
-                           r[0], r[1], p.scale, scratch_[thread].data(), out.row<float>(i) + q_off, isa_);
+                           r[0], r[1], pages, p.scale, scratch_[thread].data(), out.row<float>(i) + q_off, isa_);
     };
     const int64_t work = n_tasks * std::max<int64_t>(max_count, 1) * p.head_dim * group;
     if (work < kSerialElements) {

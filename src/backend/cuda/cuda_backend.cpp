@@ -131,6 +131,7 @@ struct Scratch {
 
 class CudaBackend final : public Backend {
  public:
+  using Backend::attention;  // the call without block tables
   explicit CudaBackend(int device) : device_(device) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) fail(ErrorCode::Unsupported, "no CUDA device is present");
@@ -509,18 +510,18 @@ class CudaBackend final : public Backend {
                    v_cache.data(), k_cache.stride(), k_cache.rows(), k_cache.type() == DType::F16, stream_);
   }
 
-  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const AttentionParams& p,
-                 const Buffer& out) override {
+  void attention(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& ranges, const Buffer& blocks,
+                 const AttentionParams& p, const Buffer& out) override {
     // (Profiled apart by size: decode steps of a batch against prompt chunks.)
     if (replaying(q.rows() <= 128 ? "attention: <= 128 rows" : "attention: > 128 rows")) return;
-    op_checks::attention(q, k, v, ranges, p, out);
+    op_checks::attention(q, k, v, ranges, blocks, p, out);
     cuda::AttentionShape a;
     a.rows = q.rows();
     a.n_head = p.n_head;
     a.n_head_kv = p.n_head_kv;
     a.head_dim = p.head_dim;
     a.scale = p.scale;
-    a.n_cells = k.rows();
+    a.pages = op_checks::kv_pages(k, blocks, p);  // the tables are checked where they are made, on the host
     a.max_keys = p.max_keys;
     a.shared_ranges = p.shared_ranges;
     const size_t scratch = cuda::attention_scratch_floats(a);

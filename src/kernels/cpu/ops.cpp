@@ -114,15 +114,16 @@ void rope_row(float* x, const float* cs, int n_heads, int head_dim, int n_dims, 
 }
 
 void attention_heads(const float* q, int n_q, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                     int kv_head, int head_dim, int32_t begin, int32_t count, float scale, float* scratch,
-                     float* out, Isa isa) {
+                     int kv_head, int head_dim, int32_t begin, int32_t count, const KvPages& pages, float scale,
+                     float* scratch, float* out, Isa isa) {
   if (uses_avx512(isa)) {
-    return avx512::attention_heads(q, n_q, k, v, kv_type, kv_stride, kv_head, head_dim, begin, count, scale,
+    return avx512::attention_heads(q, n_q, k, v, kv_type, kv_stride, kv_head, head_dim, begin, count, pages, scale,
                                    scratch, out);
   }
   const int64_t off = int64_t{kv_head} * head_dim;
   std::vector<float> row(static_cast<size_t>(head_dim));
-  auto load_row = [&](const void* base, int64_t cell) -> const float* {
+  auto load_row = [&](const void* base, int64_t key) -> const float* {
+    const int64_t cell = pages.row(key);
     if (kv_type == DType::F32) return static_cast<const float*>(base) + cell * kv_stride + off;
     if (kv_type == DType::Q8_0) {
       ref::dequantize_row(DType::Q8_0, static_cast<const block_q8_0*>(base) + (cell * kv_stride + off) / QK8_0, row.data(), head_dim);

@@ -62,12 +62,12 @@ inline __m512 load_kv(const void* base, DType type, int64_t idx, __mmask16 m) {
 }  // namespace
 
 void attention_heads(const float* q, int n_q, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                     int kv_head, int head_dim, int32_t begin, int32_t count, float scale, float* scratch,
-                     float* out) {
+                     int kv_head, int head_dim, int32_t begin, int32_t count, const KvPages& pages, float scale,
+                     float* scratch, float* out) {
   if (n_q > 16) {  // more query heads per KV head than the per-head arrays hold: split the group
     for (int h0 = 0; h0 < n_q; h0 += 16) {
       attention_heads(q + static_cast<int64_t>(h0) * head_dim, std::min(16, n_q - h0), k, v, kv_type, kv_stride,
-                      kv_head, head_dim, begin, count, scale, scratch, out + static_cast<int64_t>(h0) * head_dim);
+                      kv_head, head_dim, begin, count, pages, scale, scratch, out + static_cast<int64_t>(h0) * head_dim);
     }
     return;
   }
@@ -79,7 +79,7 @@ void attention_heads(const float* q, int n_q, const void* k, const void* v, DTyp
   constexpr int kMaxHeld = 8;  // heads up to 128 wide: the K row stays in registers
   __m512 kr[kMaxHeld];
   for (int32_t c = 0; c < count; ++c) {
-    const int64_t row = static_cast<int64_t>(begin + c) * kv_stride + off;
+    const int64_t row = pages.row(int64_t{begin} + c) * kv_stride + off;
     const bool held = chunks <= kMaxHeld;
     if (held) {
       for (int j = 0; j < chunks; ++j) kr[j] = load_kv(k, kv_type, row + 16 * j, tail_mask(head_dim - 16 * j));
@@ -121,7 +121,7 @@ void attention_heads(const float* q, int n_q, const void* k, const void* v, DTyp
       for (int j = 0; j < nc; ++j) acc[h][j] = _mm512_setzero_ps();
     }
     for (int32_t c = 0; c < count; ++c) {
-      const int64_t row = static_cast<int64_t>(begin + c) * kv_stride + off;
+      const int64_t row = pages.row(int64_t{begin} + c) * kv_stride + off;
       __m512 vr[4];
       for (int j = 0; j < nc; ++j) vr[j] = load_kv(v, kv_type, row + 16 * (base + j), tail_mask(head_dim - 16 * (base + j)));
       for (int h = 0; h < n_q; ++h) {

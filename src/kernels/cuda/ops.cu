@@ -400,11 +400,11 @@ __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
 }
 
 // Keys [k0, k1) of query row i's range that split `split` of n_split covers.
-__device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int64_t n_cells, int split, int n_split, int64_t& k0,
+__device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int64_t n_keys, int split, int n_split, int64_t& k0,
                                            int64_t& k1) {
   const int64_t begin = ranges[2 * i];
   int64_t count = ranges[2 * i + 1];
-  if (begin < 0 || count < 0 || begin + count > n_cells) count = 0;  // the runtime checks ranges
+  if (begin < 0 || count < 0 || begin + count > n_keys) count = 0;  // the runtime checks ranges
   const int64_t chunk = (count + n_split - 1) / n_split;
   k0 = begin + split * chunk;
   k1 = min(begin + count, k0 + chunk);
@@ -541,14 +541,14 @@ __global__ void attention_combine_kernel(int n_head, int head_dim, int n_split, 
 template <int DT, bool F16>
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const float* q, int64_t ldq, const void* k, const void* v,
                                                                     int64_t ld_kv, const int32_t* ranges, int n_head, int group,
-                                                                    int head_dim, float scale, int64_t n_cells, float* out,
+                                                                    int head_dim, float scale, KvPages pages, float* out,
                                                                     int64_t ldo, float* part_acc, float* part_ml, unsigned* counters, Rounding rd) {
   kernel_prologue();
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   int64_t k0, k1;
-  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const float* qh = q + i * ldq + static_cast<int64_t>(h) * head_dim;
   const int64_t kv_off = static_cast<int64_t>(h / group) * head_dim;
   float qv[DT], acc[DT];
@@ -569,7 +569,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
       const int64_t j = j0 + u;
       float dot = 0;
       if (j < k1) {
-        const int64_t base = j * ld_kv + kv_off;
+        const int64_t base = pages.row(j) * ld_kv + kv_off;
 #pragma unroll
         for (int t = 0; t < DT; ++t) {
           const int d = lane + 32 * t;
@@ -598,7 +598,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
       if (d < head_dim) {
 #pragma unroll
         for (int u = 0; u < kKeys; ++u) {
-          if (j0 + u < k1) a += p[u] * load_kv<F16>(v, (j0 + u) * ld_kv + kv_off + d);
+          if (j0 + u < k1) a += p[u] * load_kv<F16>(v, pages.row(j0 + u) * ld_kv + kv_off + d);
         }
       }
       acc[t] = a;
@@ -620,7 +620,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
 template <int DT, int G, bool F16>
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(const float* q, int64_t ldq, const void* k, const void* v,
                                                                           int64_t ld_kv, const int32_t* ranges, int n_head, int group,
-                                                                          int head_dim, float scale, int64_t n_cells, float* out,
+                                                                          int head_dim, float scale, KvPages pages, float* out,
                                                                           int64_t ldo, float* part_acc, float* part_ml, unsigned* counters,
                                                                           Rounding rd) {
   kernel_prologue();
@@ -628,7 +628,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
   const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   int64_t k0, k1;
-  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * head_dim;
   float qv[G][DT], acc[G][DT], m[G], l[G];
 #pragma unroll
@@ -651,7 +651,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
 #pragma unroll
       for (int t = 0; t < DT; ++t) {
         const int d = lane + 32 * t;
-        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(k, (j0 + u) * ld_kv + kv_off + d) : 0.0f;
+        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(k, pages.row(j0 + u) * ld_kv + kv_off + d) : 0.0f;
       }
     }
     float p[G][kKeys];
@@ -684,7 +684,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
 #pragma unroll
       for (int t = 0; t < DT; ++t) {
         const int d = lane + 32 * t;
-        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(v, (j0 + u) * ld_kv + kv_off + d) : 0.0f;
+        kv[u][t] = j0 + u < k1 && d < head_dim ? load_kv<F16>(v, pages.row(j0 + u) * ld_kv + kv_off + d) : 0.0f;
       }
     }
 #pragma unroll
@@ -725,7 +725,7 @@ constexpr int kAttnStreams = 2 * kAttnWarps;
 template <int G>
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(const float* q, int64_t ldq, const __half* k,
                                                                              const __half* v, int64_t ld_kv, const int32_t* ranges,
-                                                                             int n_head, int group, float scale, int64_t n_cells,
+                                                                             int n_head, int group, float scale, KvPages pages,
                                                                              float* out, int64_t ldo, float* part_acc, float* part_ml,
                                                                              unsigned* counters, Rounding rd) {
   kernel_prologue();
@@ -735,7 +735,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, half = lane / 16, sub = lane % 16;
   const int stream = 2 * warp + half;
   int64_t k0, k1;
-  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * D + 8 * sub;
   float qv[G][8], acc[G][8], m[G], l[G];
 #pragma unroll
@@ -755,8 +755,9 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
       if (j0 + u < k1) {
-        kr[u] = *reinterpret_cast<const uint4*>(k + (j0 + u) * ld_kv + kv_off);
-        vr[u] = *reinterpret_cast<const uint4*>(v + (j0 + u) * ld_kv + kv_off);
+        const int64_t src = pages.row(j0 + u) * ld_kv + kv_off;
+        kr[u] = *reinterpret_cast<const uint4*>(k + src);
+        vr[u] = *reinterpret_cast<const uint4*>(v + src);
       } else {
         kr[u] = vr[u] = make_uint4(0, 0, 0, 0);  // F16 zeros
       }
@@ -871,7 +872,7 @@ template <int HD>
 __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(const float* __restrict__ q, int64_t ldq,
                                                                            const __half* __restrict__ k, const __half* __restrict__ v,
                                                                            int64_t ld_kv, const int32_t* __restrict__ ranges, int64_t rows,
-                                                                           int group, float scale, int64_t n_cells, float* __restrict__ out,
+                                                                           int group, float scale, KvPages pages, float* __restrict__ out,
                                                                            int64_t ldo) {
   kernel_prologue();
   using namespace nvcuda;
@@ -889,7 +890,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
     if (i < rows) {
       b = ranges[2 * i];
       e = b + ranges[2 * i + 1];
-      if (b < 0 || e < b || e > n_cells) b = e = 0;  // the runtime checks ranges
+      if (b < 0 || e < b || e > pages.n_keys) b = e = 0;  // the runtime checks ranges
     }
     sm.begin[tid] = b;
     sm.end[tid] = e;
@@ -922,8 +923,9 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash_attention_kernel(con
       const int64_t j = j0 + r;
       uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
       if (j < hi) {
-        kk = *reinterpret_cast<const uint4*>(k + j * ld_kv + kv_off + c);
-        vv = *reinterpret_cast<const uint4*>(v + j * ld_kv + kv_off + c);
+        const int64_t src = pages.row(j) * ld_kv + kv_off + c;
+        kk = *reinterpret_cast<const uint4*>(k + src);
+        vv = *reinterpret_cast<const uint4*>(v + src);
       }
       *reinterpret_cast<uint4*>(&sm.k[r][c]) = kk;
       *reinterpret_cast<uint4*>(&sm.v[r][c]) = vv;
@@ -1106,7 +1108,7 @@ template <int HD>
 __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(const float* __restrict__ q, int64_t ldq,
                                                                             const __half* __restrict__ k, const __half* __restrict__ v,
                                                                             int64_t ld_kv, const int32_t* __restrict__ ranges,
-                                                                            int64_t rows, int group, float scale, int64_t n_cells,
+                                                                            int64_t rows, int group, float scale, KvPages pages,
                                                                             float* __restrict__ out, int64_t ldo) {
   kernel_prologue();
   constexpr int KD = HD / 16, ND = HD / 8, NK = kFlashKeys / 8;  // k-steps over the head, its n-tiles, key n-tiles
@@ -1125,7 +1127,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
     rb[x] = re[x] = 0;
     if (i < rows) {
       const int b = ranges[2 * i], e = b + ranges[2 * i + 1];
-      if (b >= 0 && e >= b && e <= n_cells) rb[x] = b, re[x] = e;  // the runtime checks ranges
+      if (b >= 0 && e >= b && e <= pages.n_keys) rb[x] = b, re[x] = e;  // the runtime checks ranges
     }
   }
   // The block's key span: the union of its rows' ranges.
@@ -1162,7 +1164,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
       const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
       const int64_t j = j0 + r;
       const bool ok = j < hi;
-      const int64_t src = (ok ? j : 0) * ld_kv + kv_off + c;
+      const int64_t src = (ok ? pages.row(j) : 0) * ld_kv + kv_off + c;
       cp_async16_zfill(&sm.k[buf][r][c], k + src, ok);
       cp_async16_zfill(&sm.v[buf][r][c], v + src, ok);
     }
@@ -1236,12 +1238,12 @@ void launch_flash(const float* q, int64_t ldq, const void* k, const void* v, int
       (void)configured2;
       launch(flash2_attention_kernel<HD>, grid, kFlashWarps * kWarp, smem2, s, q, ldq, static_cast<const __half*>(k),
                                                                           static_cast<const __half*>(v), ld_kv, ranges, a.rows,
-                                                                          a.n_head / a.n_head_kv, a.scale, a.n_cells, out, ldo);
+                                                                          a.n_head / a.n_head_kv, a.scale, a.pages, out, ldo);
       return;
     }
   }
   launch(flash_attention_kernel<HD>, grid, kFlashWarps * kWarp, smem, s, q, ldq, static_cast<const __half*>(k), static_cast<const __half*>(v),
-                                                                    ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.n_cells,
+                                                                    ld_kv, ranges, a.rows, a.n_head / a.n_head_kv, a.scale, a.pages,
                                                                     out, ldo);
 }
 
@@ -1267,7 +1269,7 @@ constexpr size_t kGroupMmaSmem = std::max(sizeof(GroupMmaSlot) * kGroupMmaSlots 
 
 __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(const float* q, int64_t ldq, const __half* k,
                                                                               const __half* v, int64_t ld_kv, const int32_t* ranges,
-                                                                              int n_head, int group, float scale, int64_t n_cells,
+                                                                              int n_head, int group, float scale, KvPages pages,
                                                                               float* out, int64_t ldo, float* part_acc, float* part_ml,
                                                                               unsigned* counters, Rounding rd) {
   kernel_prologue();
@@ -1278,7 +1280,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t4 = lane % 4;
   GroupMmaSlot* slot = reinterpret_cast<GroupMmaSlot*>(smem_raw) + kGroupMmaSlots * warp;
   int64_t k0, k1;
-  split_keys(ranges, i, n_cells, split, n_split, k0, k1);
+  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * D;
 
   // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16.
@@ -1300,7 +1302,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
       const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
       const int64_t j = j0 + r;
       const bool ok = j < k1;
-      const int64_t src = (ok ? j : 0) * ld_kv + kv_off + c;
+      const int64_t src = (ok ? pages.row(j) : 0) * ld_kv + kv_off + c;
       cp_async16_zfill(&s.k[r][c], k + src, ok);
       cp_async16_zfill(&s.v[r][c], v + src, ok);
     }
@@ -1400,7 +1402,7 @@ int attention_splits(const AttentionShape& a) {
   if (blocks >= 8 * sm_count()) return 1;
   // At least 16 keys a split: a short range over a large cache (one sequence of many served)
   // gains nothing from more blocks, and each adds a partial result to merge.
-  const int64_t keys = a.max_keys > 0 ? std::min(a.max_keys, a.n_cells) : a.n_cells;
+  const int64_t keys = a.max_keys > 0 ? std::min(a.max_keys, a.pages.n_keys) : a.pages.n_keys;
   const int64_t by_len = (keys + 15) / 16;
   const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
@@ -1426,21 +1428,21 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
           }();
           (void)configured;
           launch(attention_group_mma_kernel, grid, kAttnWarps * kWarp, kGroupMmaSmem, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group,
-                 a.scale, a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+                 a.scale, a.pages, out, ldo, part_acc, part_ml, counters, rd);
           return;
         }
         if (block_heads == 4) {
           launch(attention_group128_kernel<4>, grid, kAttnWarps * kWarp, 0, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
-                                                                           a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+                                                                           a.pages, out, ldo, part_acc, part_ml, counters, rd);
         } else {
           launch(attention_group128_kernel<8>, grid, kAttnWarps * kWarp, 0, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group, a.scale,
-                                                                           a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+                                                                           a.pages, out, ldo, part_acc, part_ml, counters, rd);
         }
         return;
       }
 #define VIREO_ATTN_GROUP(G, F16)                                                                                                  \
   launch(attention_group_kernel<DT, G, F16>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, \
-                                                                        a.scale, a.n_cells, out, ldo, part_acc, part_ml, counters, rd)
+                                                                        a.scale, a.pages, out, ldo, part_acc, part_ml, counters, rd)
       if (block_heads == 4) {
         if (f16) VIREO_ATTN_GROUP(4, true); else VIREO_ATTN_GROUP(4, false);
       } else {
@@ -1453,10 +1455,10 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_head), static_cast<unsigned>(splits));
   if (f16) {
     launch(attention_kernel<DT, true>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim, a.scale,
-                                                                  a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+                                                                  a.pages, out, ldo, part_acc, part_ml, counters, rd);
   } else {
     launch(attention_kernel<DT, false>, grid, kAttnWarps * kWarp, 0, s, q, ldq, k, v, ld_kv, ranges, a.n_head, group, a.head_dim,
-                                                                   a.scale, a.n_cells, out, ldo, part_acc, part_ml, counters, rd);
+                                                                   a.scale, a.pages, out, ldo, part_acc, part_ml, counters, rd);
   }
 }
 

@@ -196,11 +196,11 @@ void rope(float* x, const int32_t* positions, int64_t n, int n_heads, int head_d
 }
 
 void attention(const float* q, const void* k, const void* v, DType kv_type, const int32_t* ranges, int64_t n,
-               int n_head, int n_head_kv, int head_dim, float scale, float* out) {
+               int n_head, int n_head_kv, int head_dim, float scale, float* out, const KvPages& pages) {
   const int64_t kv_dim = int64_t{n_head_kv} * head_dim;
   const int group = n_head / n_head_kv;
-  auto load = [&](const void* base, int64_t cell, int64_t j) -> double {
-    const int64_t idx = cell * kv_dim + j;
+  auto load = [&](const void* base, int64_t key, int64_t j) -> double {
+    const int64_t idx = pages.row(key) * kv_dim + j;
     if (kv_type == DType::F16) return fp16_to_fp32(static_cast<const uint16_t*>(base)[idx]);
     if (kv_type == DType::Q8_0) {
       const block_q8_0& b = static_cast<const block_q8_0*>(base)[idx / QK8_0];

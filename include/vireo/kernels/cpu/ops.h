@@ -6,6 +6,7 @@
 #include "vireo/core/dtype.h"
 #include "vireo/formats/model.h"
 #include "vireo/kernels/cpu/cpu_features.h"
+#include "vireo/kernels/kv_pages.h"
 
 namespace vireo::cpu {
 
@@ -27,18 +28,18 @@ void f32_to_f16(const float* x, int64_t n, uint16_t* out);
 void rope_row(float* x, const float* cos_sin, int n_heads, int head_dim, int n_dims, RopeStyle style);
 
 // Attention for one query token and one KV head: the `n_q` query heads that share KV head
-// `kv_head` (q and out point at the first of them, head_dim floats apart). K/V rows
-// [begin, begin + count) of caches with rows of kv_stride elements of kv_type (F16, F32, or Q8_0
+// `kv_head` (q and out point at the first of them, head_dim floats apart). Logical keys
+// [begin, begin + count), rows `pages` maps them to, of caches with rows of kv_stride elements of kv_type (F16, F32, or Q8_0
 // with head_dim a multiple of 32).
 // scratch: at least n_q * count floats.
 void attention_heads(const float* q, int n_q, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                     int kv_head, int head_dim, int32_t begin, int32_t count, float scale, float* scratch,
-                     float* out, Isa isa);
+                     int kv_head, int head_dim, int32_t begin, int32_t count, const KvPages& pages, float scale,
+                     float* scratch, float* out, Isa isa);
 
 namespace avx512 {
 void attention_heads(const float* q, int n_q, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                     int kv_head, int head_dim, int32_t begin, int32_t count, float scale, float* scratch,
-                     float* out);
+                     int kv_head, int head_dim, int32_t begin, int32_t count, const KvPages& pages, float scale,
+                     float* scratch, float* out);
 void f32_to_f16(const float* x, int64_t n, uint16_t* out);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 }  // namespace avx512

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/kv_pages.h"
 
 namespace vireo::cuda {
 
@@ -59,15 +60,15 @@ struct AttentionShape {
   int64_t rows = 0;  // query rows
   int n_head = 0, n_head_kv = 0, head_dim = 0;
   float scale = 0;
-  int64_t n_cells = 0;  // rows of the caches: bounds every range
-  int64_t max_keys = 0;  // a bound on every range's count, for the split (0: n_cells)
+  KvPages pages;         // key j -> cache row (tables in device memory); pages.n_keys bounds every range
+  int64_t max_keys = 0;  // a bound on every range's count, for the split (0: pages.n_keys)
   bool shared_ranges = false;  // rows come in runs over the same keys: tensor-core tiles of rows pay
 };
 // Floats of scratch `attention` needs for this shape (0: none). The scratch must be zeroed when
 // it is allocated (it holds counters that each launch leaves at zero again).
 size_t attention_scratch_floats(const AttentionShape& a);
-// Query row i attends to cache rows [ranges[2i], ranges[2i] + ranges[2i+1]). q/out [rows, n_head*head_dim];
-// k/v [n_cells, n_head_kv*head_dim] F16 or F32. Long ranges are split across blocks and combined
+// Query row i attends to keys [ranges[2i], ranges[2i] + ranges[2i+1]), at the cache rows a.pages maps
+// them to. q/out [rows, n_head*head_dim]; k/v [cells, n_head_kv*head_dim] F16 or F32. Long ranges are split across blocks and combined
 // (flash-decoding); the launch shape depends only on `a`, so it can be captured in a graph.
 // qx (optional): out also rounded into it as quantize_activations rounds it (head sizes a multiple
 // of 32), for the output projection that follows.

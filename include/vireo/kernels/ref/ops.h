@@ -14,6 +14,7 @@
 
 #include "vireo/core/dtype.h"
 #include "vireo/formats/model.h"
+#include "vireo/kernels/kv_pages.h"
 
 namespace vireo::ref {
 
@@ -57,8 +58,9 @@ void rope(float* x, const int32_t* positions, int64_t n, int n_heads, int head_d
           int n_dims, const float* freq_factors, float freq_scale);
 
 // Scaled dot-product attention, exactly as the Backend op (see backend.h). k/v: [cells, n_head_kv*head_dim]
-// of kv_type (F16, F32, or Q8_0 with head_dim a multiple of 32). ranges: [n][2] (begin, count).
+// of kv_type (F16, F32, or Q8_0 with head_dim a multiple of 32). ranges: [n][2] (begin, count) of
+// logical keys, which `pages` maps to cache rows (the default: key j is row j).
 void attention(const float* q, const void* k, const void* v, DType kv_type, const int32_t* ranges, int64_t n,
-               int n_head, int n_head_kv, int head_dim, float scale, float* out);
+               int n_head, int n_head_kv, int head_dim, float scale, float* out, const KvPages& pages = {});
 
 }  // namespace vireo::ref
