@@ -35,7 +35,7 @@ if [ "$TESTS" = 1 ]; then
   grep -q "FAILED" "$LOG/tests.txt" && { echo "CUDA tests failed" >&2; exit 1; }
   if command -v compute-sanitizer > /dev/null; then
     compute-sanitizer --tool memcheck --error-exitcode 1 "$BIN/vireo_tests" \
-      --gtest_filter='CudaGemv*:CudaQGemm*:CudaBackend.ElementwiseAndRowOpsMatchTheCpu:CudaBackend.RowsRopeCacheAndAttentionMatchTheCpu:CudaBackend.GroupedDecodeAttentionMatchesTheCpu:CudaBackend.ProductsOfEveryTypeMatchTheReference' \
+      --gtest_filter='CudaGemv*:CudaQGemm*:CudaBackend.ElementwiseAndRowOpsMatchTheCpu:CudaBackend.RowsRopeCacheAndAttentionMatchTheCpu:CudaBackend.GroupedDecodeAttentionMatchesTheCpu:CudaBackend.PagedAttentionMatchesTheCpu:CudaBackend.ProductsOfEveryTypeMatchTheReference' \
       > "$LOG/memcheck.txt" 2>&1 && echo "compute-sanitizer memcheck: clean" || { tail -30 "$LOG/memcheck.txt"; exit 1; }
   fi
 fi
