@@ -210,15 +210,21 @@ void Scheduler::run() {
 
 bool Scheduler::free_cells(int32_t capacity) {
   KvCache& cache = engine_.cache();
-  while (cache.free_cells() < capacity && !cached_.empty()) evict_lru();
-  return cache.free_cells() >= capacity;
+  while (cache.free_cells() < capacity) {
+    if (!evict_lru()) return false;
+  }
+  return true;
 }
 
-void Scheduler::evict_lru() {
-  auto lru = std::min_element(cached_.begin(), cached_.end(),
-                              [](const CachedSequence& a, const CachedSequence& b) { return a.last_use < b.last_use; });
+bool Scheduler::evict_lru(SeqId keep) {
+  auto lru = cached_.end();
+  for (auto it = cached_.begin(); it != cached_.end(); ++it) {
+    if (it->seq != keep && (lru == cached_.end() || it->last_use < lru->last_use)) lru = it;
+  }
+  if (lru == cached_.end()) return false;
   engine_.cache().remove_sequence(lru->seq);
   cached_.erase(lru);
+  return true;
 }
 
 bool Scheduler::admit(Pending& p) {
@@ -241,9 +247,14 @@ bool Scheduler::admit(Pending& p) {
       if (k > best) best = k, best_it = it;
     }
     if (best_it != cached_.end()) {
-      cache.truncate(best_it->seq, static_cast<int32_t>(best));
-      if (cache.resize(best_it->seq, capacity)) {
-        slot->seq = best_it->seq;
+      const SeqId reuse = best_it->seq;
+      cache.truncate(reuse, static_cast<int32_t>(best));
+      // The cache's blocks are all alike: older cached sequences give way for this one to grow.
+      bool grown = cache.resize(reuse, capacity);
+      while (!grown && evict_lru(reuse)) grown = cache.resize(reuse, capacity);
+      best_it = std::find_if(cached_.begin(), cached_.end(), [&](const CachedSequence& c) { return c.seq == reuse; });
+      if (grown) {
+        slot->seq = reuse;
         slot->cached_tokens = static_cast<int32_t>(best);
         cached_.erase(best_it);
       } else {

@@ -68,9 +68,10 @@ class ServerTest : public testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   std::unique_ptr<Running> start(ServerOptions so = {}, SchedulerOptions sched = {}, bool with_embed = true,
-                                 const std::string& decoder = "tiny.gguf") {
+                                 const std::string& decoder = "tiny.gguf", int64_t kv_cells = 0) {
     auto r = std::make_unique<Running>();
     ModelLoadOptions load;
+    load.engine.n_ctx = kv_cells;
     // The server's logic is checked on the CPU, where every batch shape gives the same numbers, so
     // greedy answers can be compared exactly; GPU numerics have their own tests (CudaBackend.*).
     load.engine.device = "cpu";
@@ -182,6 +183,27 @@ TEST_F(ServerTest, GreedyCompletionsMatchTheEngineAloneAndBatched) {
     }
     if (round == 1) EXPECT_GT(cached, 0) << "the second round found no cached prefix";
   }
+}
+
+// The KV cache is paged: a cached prefix grows into blocks that older cached sequences give up,
+// where a cache of contiguous runs would have evicted it for want of a run after it.
+TEST_F(ServerTest, ACachedPrefixGrowsIntoBlocksOthersGiveUp) {
+  SchedulerOptions sched;
+  sched.max_batch = 1;
+  auto r = start({}, sched, false, "tiny.gguf", 64);  // 4 blocks of 16 cells
+  auto c = client(r->port);
+  auto ask = [&](const std::vector<int>& ids) {
+    return post(*c, "/v1/completions", {{"model", "tiny"}, {"prompt", ids}, {"max_tokens", 4}, {"temperature", 0}, {"ignore_eos", true}});
+  };
+  std::vector<int> a(20), b(20);
+  for (int i = 0; i < 20; ++i) a[i] = 1 + i, b[i] = 100 + i;
+  ask(a);  // cached afterwards in 2 blocks
+  ask(b);  // 2 more: the cache is full
+  std::vector<int> longer = a;
+  for (int i = 0; i < 20; ++i) longer.push_back(200 + i);  // 44 cells: a's sequence must grow to 3 blocks
+  const json answer = ask(longer);
+  EXPECT_EQ(answer["usage"]["prompt_tokens_details"]["cached_tokens"], 20);
+  EXPECT_EQ(answer["usage"]["completion_tokens"], 4);
 }
 
 TEST_F(ServerTest, ChatStreamsAsOpenAIDoes) {

@@ -130,7 +130,8 @@ class Scheduler {
   void finish(Slot& slot, const std::string& reason, const std::string& error = {});
   void retire(Slot& slot);
   bool free_cells(int32_t capacity);
-  void evict_lru();  // drops the least recently used cached sequence
+  // Drops the least recently used cached sequence other than `keep`; false when there is none.
+  bool evict_lru(SeqId keep = -1);
 
   TextEngine& engine_;
   SchedulerOptions options_;
