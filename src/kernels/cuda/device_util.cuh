@@ -46,6 +46,22 @@ double device_ms(int iters, Body body) {
   return ms;
 }
 
+// ---- launches over several matrices (q/k/v, gate/up) ----
+// Their units of work (CTAs, row tiles) are dealt out to the matrices in order; ends[s] counts the
+// units of matrices 0..s. Returns the matrix that unit u falls in and makes u its index there.
+// The pick is a chain of selects, not an indexed load: indexing a kernel parameter's array with a
+// runtime value would copy the array to local memory.
+template <class Segment>
+__device__ __forceinline__ const Segment& segment_of_unit(const Segment (&seg)[3], const int (&ends)[3], int n_seg, int& u) {
+  int s = 0;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (i + 1 < n_seg && u >= ends[i]) s = i + 1;
+  }
+  if (s > 0) u -= ends[s - 1];
+  return s == 0 ? seg[0] : s == 1 ? seg[1] : seg[2];
+}
+
 // ---- programmatic dependent launch (sm_90 and newer) ----
 // Every kernel goes through launch(): on Hopper it may start while the kernel before it in the
 // stream is still running, so a step's hundreds of small kernels do not each pay a full drain and

@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;  // warps per CTA (F16: one row each)
-static_assert(kMaxGemvSegments == 3, "warp_rows picks among three segments");
+static_assert(kMaxGemvSegments == 3, "segment_of_unit picks among three segments");
 
 template <int T>
 __device__ __forceinline__ void warp_sum_store(float (&acc)[T], float* y, int ldy, int row, int lane) {
@@ -56,13 +56,8 @@ struct WarpRows {
 };
 template <int R>
 __device__ __forceinline__ bool warp_rows(const Job& job, WarpRows<R>& w) {
-  int cta = blockIdx.x, s = 0;
-#pragma unroll
-  for (int i = 0; i + 1 < kMaxGemvSegments; ++i) {
-    if (i + 1 < job.n && cta >= job.cta_end[i]) s = i + 1;
-  }
-  if (s > 0) cta -= job.cta_end[s - 1];
-  w.sg = s == 0 ? job.seg[0] : s == 1 ? job.seg[1] : job.seg[kMaxGemvSegments - 1];
+  int cta = blockIdx.x;
+  w.sg = segment_of_unit(job.seg, job.cta_end, job.n, cta);
   w.lane = threadIdx.x % kWarp;
   w.row0 = (cta * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp) * R;
   if (w.row0 >= w.sg.rows) return false;

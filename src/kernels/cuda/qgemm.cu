@@ -130,16 +130,7 @@ struct QJob {
   int tile_end[kMaxQGemmSegments];  // cumulative row tiles per segment
   int n_seg, total_rows;
 };
-static_assert(kMaxQGemmSegments == 3, "segment_of picks among three");
-__device__ __forceinline__ const QSegment& segment_of(const QJob& job, int& tile) {
-  int s = 0;
-#pragma unroll
-  for (int i = 0; i + 1 < kMaxQGemmSegments; ++i) {
-    if (i + 1 < job.n_seg && tile >= job.tile_end[i]) s = i + 1;
-  }
-  if (s > 0) tile -= job.tile_end[s - 1];
-  return s == 0 ? job.seg[0] : s == 1 ? job.seg[1] : job.seg[2];
-}
+static_assert(kMaxQGemmSegments == 3, "segment_of_unit picks among three segments");
 
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
 // layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
@@ -154,7 +145,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int wm = warp % WM, wn = warp / WM;
   int tile = blockIdx.x;
-  const QSegment& sg = segment_of(job, tile);
+  const QSegment& sg = segment_of_unit(job.seg, job.tile_end, job.n_seg, tile);
   const uint8_t* __restrict__ wl = sg.levels;
   const __half* __restrict__ ws = sg.scales;
   const int rows = sg.rows;
