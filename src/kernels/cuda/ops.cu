@@ -750,14 +750,19 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
     l[g] = 0.0f;
   }
   // K and V of a step are loaded together, and the next step's while this one computes: a
-  // block's keys are a chain of steps, so bytes in flight, not arithmetic, set its speed.
-  auto fetch = [&](int64_t j0, uint4 (&kr)[kKeys], uint4 (&vr)[kKeys]) {
+  // block's keys are a chain of steps, so bytes in flight, not arithmetic, set its speed. The
+  // cache rows of a step's keys (a paged cache's table lookups) are found a step before its loads,
+  // so that they add nothing to that chain.
+  auto rows_of = [&](int64_t j0, int64_t (&src)[kKeys]) {
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) src[u] = j0 + u < k1 ? pages.row(j0 + u) * ld_kv + kv_off : -1;
+  };
+  auto fetch = [&](const int64_t (&src)[kKeys], uint4 (&kr)[kKeys], uint4 (&vr)[kKeys]) {
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
-      if (j0 + u < k1) {
-        const int64_t src = pages.row(j0 + u) * ld_kv + kv_off;
-        kr[u] = *reinterpret_cast<const uint4*>(k + src);
-        vr[u] = *reinterpret_cast<const uint4*>(v + src);
+      if (src[u] >= 0) {
+        kr[u] = *reinterpret_cast<const uint4*>(k + src[u]);
+        vr[u] = *reinterpret_cast<const uint4*>(v + src[u]);
       } else {
         kr[u] = vr[u] = make_uint4(0, 0, 0, 0);  // F16 zeros
       }
@@ -773,13 +778,17 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
   };
   constexpr int64_t kStep = kAttnWarps * 2 * kKeys;
   uint4 k_next[kKeys], v_next[kKeys];
-  fetch(k0 + warp * 2 * kKeys + half * kKeys, k_next, v_next);
+  int64_t src_next[kKeys];
+  rows_of(k0 + warp * 2 * kKeys + half * kKeys, src_next);
+  fetch(src_next, k_next, v_next);
+  rows_of(k0 + warp * 2 * kKeys + half * kKeys + kStep, src_next);
   for (int64_t jw = k0 + warp * 2 * kKeys; jw < k1; jw += kStep) {
     const int64_t j0 = jw + half * kKeys;
     uint4 k_raw[kKeys], v_raw[kKeys];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) k_raw[u] = k_next[u], v_raw[u] = v_next[u];
-    fetch(j0 + kStep, k_next, v_next);
+    fetch(src_next, k_next, v_next);
+    rows_of(j0 + 2 * kStep, src_next);
     float kf[kKeys][8];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) to_floats(k_raw[u], kf[u]);
