@@ -55,12 +55,8 @@ SeqId KvCache::add_sequence(int32_t capacity) {
     fail(ErrorCode::InvalidArgument, "KV cache is full: {} cells wanted, {} free of {}", capacity, free_cells(), n_cells_);
   }
   const SeqId id = next_id_++;
-  Sequence& s = seqs_[id];
-  s.capacity = capacity;
-  for (int64_t b = blocks_for(capacity); b > 0; --b) {
-    s.blocks.push_back(free_blocks_.back());
-    free_blocks_.pop_back();
-  }
+  seqs_.emplace(id, Sequence{});
+  resize(id, capacity);  // takes the blocks: they are free, as checked
   return id;
 }
 
