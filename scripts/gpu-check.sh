@@ -7,7 +7,7 @@
 # llama.cpp over 256 positions of each model (scripts/llama-agreement.cpp). Prints short tables last.
 #
 #   scripts/gpu-check.sh [--types q4_0,q8_0,f16] [--no-peer] [--no-tests]
-#   env: BUILD (build-gpu), CUDAARCHS (90), VIREO_BIN, LLAMA_BENCH (a llama-bench to use),
+#   env: BUILD (build-gpu), CUDAARCHS (90a), VIREO_BIN, LLAMA_BENCH (a llama-bench to use),
 #        LLAMA_SRC (a llama.cpp checkout or git bundle; default: the one in node-llama-cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ done
 B=${BUILD:-build-gpu}
 BIN=${VIREO_BIN:-$B}
 if [ -z "${VIREO_BIN:-}" ]; then
-  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIREO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDAARCHS:-90}" > /dev/null
+  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIREO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDAARCHS:-90a}" > /dev/null
   cmake --build "$B" --target vireo vireo_tests
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

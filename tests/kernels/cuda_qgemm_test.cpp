@@ -1,7 +1,9 @@
 // The tensor-core products of quantized weights (qgemm) against a double-precision dot of the
 // reference dequantization and the activations, for every tile shape and split, with rows and
 // tokens that leave partial tiles, one token, and outputs wider than the matrix (ldy > rows).
-// qgemm multiplies in F16 (each weight and activation rounded once), accumulating in F32.
+// qgemm multiplies in F16 (each weight and activation rounded once), accumulating in F32. The H
+// tiles run Hopper's warpgroup kernels on a device of compute capability 9.0 (the mma.sync ones
+// elsewhere); the test records which ran.
 // Skipped where vireo was built without CUDA or no GPU is present.
 #include <gtest/gtest.h>
 
@@ -28,6 +30,7 @@ struct Case {
 
 TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device";
+  RecordProperty("wgmma", cuda::qgemm_uses_wgmma() ? "yes" : "no");
   using T = cuda::QGemmTile;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -35,7 +38,7 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // whole blocks of 256
     for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128, T::R128xT64W8, T::R128xT64W8Square,
-                   T::R64xT64S3, T::R128xT32W8}) {
+                   T::R64xT64S3, T::R128xT32W8, T::H128xT64, T::H256xT64}) {
       if (!k_quant) {
         cases.push_back({type, 37, 128, 9, tile});  // one stage
         cases.push_back({type, 45, 896, 17, tile});
@@ -47,7 +50,10 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
     cases.push_back({type, 64, 14336, 33, T::Auto});
     // Split widths: even and uneven runs of stages (K-quant splits starting mid-block), one stage
     // each, more splits than stages.
-    for (int splits : {1, 2, 3, 7, 64}) cases.push_back({type, 100, 1792, 40, T::R64xT64, splits});
+    for (int splits : {1, 2, 3, 7, 64}) {
+      cases.push_back({type, 100, 1792, 40, T::R64xT64, splits});
+      cases.push_back({type, 300, 1792, 70, T::H128xT64, splits});
+    }
     if (!k_quant) cases.push_back({type, 45, 896, 70, T::R64xT64, 5});
     if (type == DType::Q6_K) cases.push_back({type, 3, 256, 5, T::R32xT32});  // odd count of d values: read in pairs
   }
@@ -132,7 +138,7 @@ TEST(CudaQGemm, SeveralMatricesInOneLaunchEqualOneLaunchEach) {
     cuda::copy_to_device(dx, x.data(), x.size());
     cuda::QGemmWorkspace ws;
     cuda::qgemm_load_x(dx, cols, tokens, cols, ws, nullptr);
-    for (T tile : {T::R32xT32, T::R128xT64W8}) {
+    for (T tile : {T::R32xT32, T::R128xT64W8, T::H128xT64}) {
       for (int splits : {1, 3, 0}) {
         SCOPED_TRACE(testing::Message() << static_cast<int>(type) << " tile " << static_cast<int>(tile) << " splits " << splits);
         std::vector<float*> one(3), multi(3);

@@ -51,13 +51,22 @@ __device__ __forceinline__ void mma_f16(const uint32_t (&a)[4], uint32_t b0, uin
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 F16 matrices from shared memory, each thread's register i holding row g, columns
+// 2*t4 and 2*t4 + 1 of matrix i (an mma B operand when rows are tokens and columns k).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 
 // Weights become F16 in registers, one block of 32 at a time, as two k16 mma operands. Within a
 // block the order of k is free as long as weights and activations agree: a thread's word of
-// levels holds 4 elements (k..k+3) and it feeds them as the pairs (k, k+2) and (k+1, k+3), so
-// the activations are stored with each run of 4 as x0 x2 x1 x3 (see convert_x).
+// levels holds 4 elements (4j..4j+3 of a run of 16) and it feeds them as the pairs (4j, 4j+2), at
+// k16 positions 2j and 2j+1, and (4j+1, 4j+3), at 8+2j and 9+2j: position p holds element 2p
+// below 8 and 2(p-8)+1 from 8. The activations are stored in that order: each run of 16 as its
+// even elements, then its odd ones (see convert_x).
 // Levels l in bytes b0 and b2 (or b1 and b3) become the half2 1024 + l; subtracting the offset is
 // exact, and the product with the block's scale is one F16 rounding, as cuBLAS's F16 path had.
 // Q4_0: a word's low nibbles are elements j..j+3 of the block, its high nibbles j+16..j+19.
@@ -98,21 +107,27 @@ enum class WFmt { Q4_0, Q8_0, Q4_K, Q6_K };
 template <WFmt F>
 constexpr int kStageRowBytes = F == WFmt::Q4_0 ? 64 : F == WFmt::Q8_0 ? 128 : F == WFmt::Q4_K ? 80 : 112;
 
+template <WFmt F>
+constexpr bool kBlock32 = F == WFmt::Q4_0 || F == WFmt::Q8_0;
+// A stage's row of weights in shared memory, padded so that the 8 rows one fragment load touches
+// start in distinct banks (4-byte loads: a row's bytes mod 128 in {16, 48, 80, 112}).
+template <WFmt F>
+constexpr int kRowA = kStageRowBytes<F> + (kBlock32<F> ? 16 : 0);
+static_assert(kRowA<WFmt::Q4_0> % 32 == 16 && kRowA<WFmt::Q8_0> % 32 == 16 && kRowA<WFmt::Q4_K> % 32 == 16 && kRowA<WFmt::Q6_K> % 32 == 16,
+              "fragment loads of 8 rows fall in distinct banks");
+constexpr int kKB = 4;  // quant blocks of 32 per stage (a row's scales of one stage: one 8-byte copy)
+
 template <class C, WFmt F>
 struct Tile {
-  static constexpr int kThreads = C::WM * C::WN * 32;
+  static constexpr int kThreads = C::WM * C::WN * 32, KB = C::KB;
   static constexpr int kRows = C::WM * C::TM * 16, kTokens = C::WN * C::TN * 8;
-  static constexpr bool kBlock32 = F == WFmt::Q4_0 || F == WFmt::Q8_0;
-  // Shared-memory rows are padded so that the rows one fragment load touches start in distinct
-  // banks (4-byte loads of levels: a row's bytes mod 128 in {16, 48, 80, 112}; 8-byte loads of
-  // activations: +32).
-  static constexpr int kRowA = kStageRowBytes<F> + (kBlock32 ? 16 : 0), kRowB = C::KB * 64 + 32;
-  static_assert(kRowA % 32 == 16, "fragment loads of 8 rows fall in distinct banks");
-  static constexpr int kA = kRows * kRowA, kAs = kBlock32 ? kRows * C::KB * 2 : 0, kB = kTokens * kRowB;
+  // Activation rows 16 mod 128 bytes apart: the 8 rows of an ldmatrix fall in distinct banks.
+  static constexpr int kRowB = C::KB * 64 + 16;
+  static constexpr int kA = kRows * kRowA<F>, kAs = kBlock32<F> ? kRows * C::KB * 2 : 0, kB = kTokens * kRowB;
   static constexpr int kStageBytes = kA + kAs + kB;
   static constexpr int kSmem = C::S * kStageBytes;
   static_assert(kA % 16 == 0 && kAs % 16 == 0 && kB % 16 == 0, "stage parts stay 16-byte aligned");
-  static_assert(C::KB == 4, "a row's scales of one stage are one 8-byte copy");
+  static_assert(C::KB == kKB, "stages of 4 quant blocks");
 };
 
 // Up to kMaxQGemmSegments matrices of one type and width times the same activations in one
@@ -132,14 +147,185 @@ struct QJob {
 };
 static_assert(kMaxQGemmSegments == 3, "segment_of_unit picks among three segments");
 
+// ---- the weights' side, shared by both kernels ----
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
-// layout); activations: F16 [n][nb * 32], each run of 4 stored as x0 x2 x1 x3.
+// layout). A CTA's tile is kRows rows from row0; rows past the end read the last row (computed,
+// never stored).
+
+// Starts a tile's weights of this split (stages first.. first + n_stages) towards L2 while the
+// kernel before finishes (see launch()): each row's run is contiguous, one thread a row.
+template <WFmt F, int kRows, int kThreads>
+__device__ __forceinline__ void prefetch_tile(const uint8_t* wl, const __half* ws, int row0, int rows, int nb, int first, int n_stages, int tid) {
+  for (int r = tid; r < kRows && n_stages > 0; r += kThreads) {
+    const size_t gr = static_cast<size_t>(min(row0 + r, rows - 1));
+    if constexpr (kBlock32<F>) {
+      constexpr int kLevelBytes = kStageRowBytes<F> / kKB;
+      const size_t b0 = gr * nb + static_cast<size_t>(first) * kKB;
+      prefetch_l2(wl + b0 * kLevelBytes, static_cast<int64_t>(n_stages) * kKB * kLevelBytes, 0, 1);
+      prefetch_l2(ws + b0, static_cast<int64_t>(n_stages) * kKB * 2, 0, 1);
+    } else {
+      constexpr int kRecord = F == WFmt::Q4_K ? 144 : 208;
+      const size_t blk0 = gr * (nb / 8) + first / 2, blks = (first + n_stages + 1) / 2 - first / 2;
+      prefetch_l2(wl + blk0 * kRecord, static_cast<int64_t>(blks * kRecord), 0, 1);
+    }
+  }
+}
+
+// A thread's copies of each stage's weights into shared memory: levels to sa (rows of kRowA),
+// Q4_0 / Q8_0 scales to sas (4 a row). The rows and pieces are the same every stage (worked out
+// once, here); a stage only moves along the width.
+template <WFmt F, int kRows, int kThreads>
+struct WeightCopies {
+  static_assert(kRows <= kThreads, "one thread a row's scales");
+  // Q4_0 / Q8_0: row tid / kChunks + j * kStep, 16-byte piece tid % kChunks.
+  static constexpr int kChunks = kStageRowBytes<F> / 16, kStep = kThreads / kChunks;
+  static constexpr int kN = kBlock32<F> ? kRows * kChunks / kThreads : 1;
+  static_assert(!kBlock32<F> || (kThreads % kChunks == 0 && kRows * kChunks % kThreads == 0), "whole copies a thread");
+  static constexpr int kLevelBytes = kStageRowBytes<F> / kKB;
+  size_t off[kN];     // bytes into the levels at stage 0
+  size_t scale_off;   // scales (a half each) of this thread's row at stage 0
+  int dst;            // bytes into sa of the first piece
+  int tid, row0, rows, nb;
+
+  __device__ WeightCopies(int tid_, int row0_, int rows_, int nb_) : tid(tid_), row0(row0_), rows(rows_), nb(nb_) {
+    if constexpr (kBlock32<F>) {
+      const int c = tid % kChunks;
+#pragma unroll
+      for (int j = 0; j < kN; ++j) off[j] = static_cast<size_t>(min(row0 + tid / kChunks + j * kStep, rows - 1)) * nb * kLevelBytes + c * 16;
+      dst = (tid / kChunks) * kRowA<F> + c * 16;
+      scale_off = static_cast<size_t>(min(row0 + tid, rows - 1)) * nb;
+    }
+  }
+
+  __device__ __forceinline__ void issue(uint8_t* sa, uint8_t* sas, const uint8_t* wl, const __half* ws, int stage) const {
+    if constexpr (kBlock32<F>) {
+      const size_t b0 = static_cast<size_t>(stage) * kKB;
+#pragma unroll
+      for (int j = 0; j < kN; ++j) cp_async16(sa + dst + j * kStep * kRowA<F>, wl + off[j] + b0 * kLevelBytes);
+      if (kRows == kThreads || tid < kRows) cp_async8(sas + tid * kKB * 2, ws + scale_off + b0);
+    } else {
+      // Super-blocks of 256: this stage is half h of block sb of each row.
+      const int nbk = nb / 8, sb = stage / 2, h = stage % 2;
+      constexpr int kPieces = F == WFmt::Q4_K ? 5 : 8, kTotal = kRows * kPieces;
+#pragma unroll
+      for (int j = 0; j < (kTotal + kThreads - 1) / kThreads; ++j) {
+        const int i = tid + j * kThreads;
+        if (kTotal % kThreads != 0 && i >= kTotal) break;
+        const int r = i / kPieces, p = i % kPieces, gr = min(row0 + r, rows - 1);
+        const size_t blk = static_cast<size_t>(gr) * nbk + sb;
+        uint8_t* to = sa + r * kRowA<F>;
+        if constexpr (F == WFmt::Q4_K) {  // [d, dmin, scales 12 | qs 128] -> qs half, head
+          const uint8_t* rec = wl + blk * 144;
+          if (p < 4) cp_async16(to + p * 16, rec + 16 + 64 * h + p * 16);
+          else cp_async16(to + 64, rec);
+        } else {  // [ql 128 | qh 64 | scales 16] -> ql half, qh half, scales half, d pair
+          const uint8_t* rec = wl + blk * 208;
+          if (p < 4) cp_async16(to + p * 16, rec + 64 * h + p * 16);
+          else if (p < 6) cp_async16(to + 64 + (p - 4) * 16, rec + 128 + 32 * h + (p - 4) * 16);
+          else if (p == 6) cp_async8(to + 96, rec + 192 + 8 * h);
+          else cp_async4(to + 104, ws + (blk & ~size_t{1}));
+        }
+      }
+    }
+  }
+};
+
+// A thread's copies of each stage's activations (F16 [n][nb * 32]): token tid / 16 + j * kStep,
+// 16-byte piece tid % 16 of the stage's 128 k, to byte dst + j * kDstStep of the stage's part.
+template <int kTokens, int kThreads, int kDstStep>
+struct ActivationCopies {
+  static constexpr int kStep = kThreads / 16, kN = kTokens * 16 / kThreads;
+  static_assert(kThreads % 16 == 0 && kTokens * 16 % kThreads == 0, "whole copies a thread");
+  uint32_t off[kN];  // halves into x at stage 0
+  int dst;
+  __device__ ActivationCopies(int tid, int tok0, int n, int nb, int dst_) : dst(dst_) {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) off[j] = static_cast<uint32_t>(min(tok0 + tid / 16 + j * kStep, n - 1)) * nb * 32 + (tid % 16) * 8;
+  }
+  __device__ __forceinline__ void issue(uint8_t* sb, const __half* x, int stage) const {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) cp_async16(sb + dst + j * kDstStep, x + off[j] + static_cast<size_t>(stage) * kKB * 32);
+  }
+};
+
+// The A operands of quant block kb of a stage for the 16 tile rows r.. r + 15 (r a multiple of
+// 16 plus this lane's g): the block's two k16 halves in the register layout of mma.m16n8k16 (and
+// of each warp's 16 rows of a wgmma), rows r + g (regs 0, 2) and r + g + 8 (regs 1, 3); this
+// thread's elements 4*t4.. and 16 + 4*t4...
+template <WFmt F>
+__device__ __forceinline__ void weight_fragments(const uint8_t* sa, const uint8_t* sas_bytes, int r, int kb, int stage, int row0, int rows, int nb,
+                                                 int t4, uint32_t (&a)[2][4]) {
+  const auto* sas = reinterpret_cast<const __half*>(sas_bytes);
+  if constexpr (F == WFmt::Q4_K) {
+    const int j = (stage % 2) * 4 + kb;  // sub-block of the super-block
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // rows r and r + 8
+      const uint8_t* row = sa + (r + 8 * half) * kRowA<F>;
+      const uint8_t* head = row + 64;
+      int sc, m;
+      scale_min_k4(j, head + 4, sc, m);
+      const float d = __half2float(*reinterpret_cast<const __half*>(head));
+      const float dmin = __half2float(*reinterpret_cast<const __half*>(head + 2));
+      const __half2 scale = __float2half2_rn(d * static_cast<float>(sc)), neg_min = __float2half2_rn(-dmin * static_cast<float>(m));
+      const int shift = 4 * (kb & 1);
+      const uint32_t lo = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 4 * t4) >> shift) & 0x0F0F0F0Fu;
+      const uint32_t hi = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 16 + 4 * t4) >> shift) & 0x0F0F0F0Fu;
+      q4k_pairs(lo, scale, neg_min, a[0][half], a[0][half + 2]);
+      q4k_pairs(hi, scale, neg_min, a[1][half], a[1][half + 2]);
+    }
+  } else if constexpr (F == WFmt::Q6_K) {
+    const int nbk = nb / 8, sb = stage / 2;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* row = sa + (r + 8 * half) * kRowA<F>;
+      const size_t blk = static_cast<size_t>(min(row0 + r + 8 * half, rows - 1)) * nbk + sb;
+      const float d = __half2float(reinterpret_cast<const __half*>(row + 104)[blk & 1]);
+      const auto* scales = reinterpret_cast<const int8_t*>(row + 96);
+      const __half2 ds_lo = __float2half2_rn(d * static_cast<float>(scales[2 * kb]));
+      const __half2 ds_hi = __float2half2_rn(d * static_cast<float>(scales[2 * kb + 1]));
+      const int lshift = 4 * (kb >> 1), hshift = 2 * kb;
+      const uint32_t lo = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
+                          (((*reinterpret_cast<const uint32_t*>(row + 64 + 4 * t4) >> hshift) & 0x03030303u) << 4);
+      const uint32_t hi = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 16 + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
+                          (((*reinterpret_cast<const uint32_t*>(row + 64 + 16 + 4 * t4) >> hshift) & 0x03030303u) << 4);
+      q6_pairs(lo, ds_lo, a[0][half], a[0][half + 2]);
+      q6_pairs(hi, ds_hi, a[1][half], a[1][half + 2]);
+    }
+  } else if constexpr (F == WFmt::Q4_0) {
+    const __half2 d0 = __half2half2(sas[r * kKB + kb]), d1 = __half2half2(sas[(r + 8) * kKB + kb]);
+    const uint32_t w0 = *reinterpret_cast<const uint32_t*>(sa + r * kRowA<F> + kb * 16 + 4 * t4);
+    const uint32_t w1 = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * kRowA<F> + kb * 16 + 4 * t4);
+    q4_pairs(w0, d0, a[0][0], a[0][2], a[1][0], a[1][2]);
+    q4_pairs(w1, d1, a[0][1], a[0][3], a[1][1], a[1][3]);
+  } else {
+    const __half2 d0 = __half2half2(sas[r * kKB + kb]), d1 = __half2half2(sas[(r + 8) * kKB + kb]);
+    const uint8_t* p0 = sa + r * kRowA<F> + kb * 32 + 4 * t4;
+    const uint8_t* p1 = p0 + 8 * kRowA<F>;
+    q8_pairs(*reinterpret_cast<const uint32_t*>(p0), d0, a[0][0], a[0][2]);
+    q8_pairs(*reinterpret_cast<const uint32_t*>(p1), d1, a[0][1], a[0][3]);
+    q8_pairs(*reinterpret_cast<const uint32_t*>(p0 + 16), d0, a[1][0], a[1][2]);
+    q8_pairs(*reinterpret_cast<const uint32_t*>(p1 + 16), d1, a[1][1], a[1][3]);
+  }
+}
+
+// Writes a thread's results of one 16-row x 8-token mma tile (C fragment: acc 0/1 row r,
+// tokens t and t + 1; acc 2/3 row r + 8), skipping rows and tokens past the ends.
+__device__ __forceinline__ void store_fragment(float* y, int64_t ldy, int r, int t, int rows, int n, const float* acc) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int ri = r + (i >= 2 ? 8 : 0), ti = t + (i & 1);
+    if (ri < rows && ti < n) y[static_cast<int64_t>(ti) * ldy + ri] = acc[i];
+  }
+}
+
+// ---- Ampere and newer: mma.sync ----
+// Activations: F16 [n][nb * 32], each run of 16 stored as its even elements, then its odd ones
+// (convert_x), so that mma position p of a k16 step holds the element weight_fragments put there.
 template <class C, WFmt F>
 __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(const __grid_constant__ QJob job, const __half* __restrict__ x,
                                                                   int n, int nb, float* __restrict__ part, int64_t split_stride,
                                                                   int stages_per_split) {
   using L = Tile<C, F>;
-  constexpr bool Q4 = F == WFmt::Q4_0;
   constexpr int WM = C::WM, TM = C::TM, TN = C::TN, KB = C::KB, kStages = C::S;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -155,139 +341,36 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
   const int n_stages = min(nb / KB - first, stages_per_split);
   float* __restrict__ y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
   const int64_t ldy = part != nullptr ? job.total_rows : sg.ldy;
-  // The CTA's weights start towards L2 while the kernel before finishes (see launch()): each
-  // row's run of this split is contiguous, one thread a row.
-  for (int r = tid; r < L::kRows && n_stages > 0; r += L::kThreads) {
-    const size_t gr = static_cast<size_t>(min(row0 + r, rows - 1));
-    if constexpr (L::kBlock32) {
-      constexpr int kLevelBytes = kStageRowBytes<F> / KB;
-      const size_t b0 = gr * nb + static_cast<size_t>(first) * KB;
-      prefetch_l2(wl + b0 * kLevelBytes, static_cast<int64_t>(n_stages) * KB * kLevelBytes, 0, 1);
-      prefetch_l2(ws + b0, static_cast<int64_t>(n_stages) * KB * 2, 0, 1);
-    } else {
-      constexpr int kRecord = F == WFmt::Q4_K ? 144 : 208;
-      const size_t blk0 = gr * (nb / 8) + first / 2, blks = (first + n_stages + 1) / 2 - first / 2;
-      prefetch_l2(wl + blk0 * kRecord, static_cast<int64_t>(blks * kRecord), 0, 1);
-    }
-  }
+  prefetch_tile<F, L::kRows, L::kThreads>(wl, ws, row0, rows, nb, first, n_stages, tid);
   kernel_prologue();
 
+  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, row0, rows, nb);
+  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * L::kRowB> xcopies(tid, tok0, n, nb, (tid / 16) * L::kRowB + (tid % 16) * 16);
   auto load_stage = [&](int k, int slot) {
     uint8_t* sa = smem + slot * L::kStageBytes;
-    uint8_t* sas = sa + L::kA;
-    uint8_t* sb = sas + L::kAs;
-    const int b0 = (first + k) * KB;
-    // Rows past the end read the last row (computed, never stored).
-    if constexpr (L::kBlock32) {
-      constexpr int kLevelBytes = kStageRowBytes<F> / KB, kChunksA = kStageRowBytes<F> / 16;
-      for (int i = tid; i < L::kRows * kChunksA; i += L::kThreads) {
-        const int r = i / kChunksA, c = i % kChunksA, gr = min(row0 + r, rows - 1);
-        cp_async16(sa + r * L::kRowA + c * 16, wl + (static_cast<size_t>(gr) * nb + b0) * kLevelBytes + c * 16);
-      }
-      for (int r = tid; r < L::kRows; r += L::kThreads) {
-        const int gr = min(row0 + r, rows - 1);
-        cp_async8(sas + r * KB * 2, ws + static_cast<size_t>(gr) * nb + b0);
-      }
-    } else {
-      // Super-blocks of 256: this stage is half h of block sb of each row.
-      const int nbk = nb / 8, sb = (first + k) / 2, h = (first + k) % 2;
-      constexpr int kPieces = F == WFmt::Q4_K ? 5 : 8;
-      for (int i = tid; i < L::kRows * kPieces; i += L::kThreads) {
-        const int r = i / kPieces, p = i % kPieces, gr = min(row0 + r, rows - 1);
-        const size_t blk = static_cast<size_t>(gr) * nbk + sb;
-        uint8_t* dst = sa + r * L::kRowA;
-        if constexpr (F == WFmt::Q4_K) {  // [d, dmin, scales 12 | qs 128] -> qs half, head
-          const uint8_t* rec = wl + blk * 144;
-          if (p < 4) cp_async16(dst + p * 16, rec + 16 + 64 * h + p * 16);
-          else cp_async16(dst + 64, rec);
-        } else {  // [ql 128 | qh 64 | scales 16] -> ql half, qh half, scales half, d pair
-          const uint8_t* rec = wl + blk * 208;
-          if (p < 4) cp_async16(dst + p * 16, rec + 64 * h + p * 16);
-          else if (p < 6) cp_async16(dst + 64 + (p - 4) * 16, rec + 128 + 32 * h + (p - 4) * 16);
-          else if (p == 6) cp_async8(dst + 96, rec + 192 + 8 * h);
-          else cp_async4(dst + 104, ws + (blk & ~size_t{1}));
-        }
-      }
-    }
-    constexpr int kChunksB = KB * 64 / 16;
-    for (int i = tid; i < L::kTokens * kChunksB; i += L::kThreads) {
-      const int t = i / kChunksB, c = i % kChunksB, gt = min(tok0 + t, n - 1);
-      cp_async16(sb + t * L::kRowB + c * 16, x + (static_cast<size_t>(gt) * nb + b0) * 32 + c * 8);
-    }
+    wcopies.issue(sa, sa + L::kA, wl, ws, first + k);
+    xcopies.issue(sa + L::kA + L::kAs, x, first + k);
   };
 
   float acc[TM][TN][4] = {};
   auto compute_stage = [&](int slot, int k) {
     const uint8_t* sa = smem + slot * L::kStageBytes;
-    const auto* sas = reinterpret_cast<const __half*>(sa + L::kA);
     const uint8_t* sb = sa + L::kA + L::kAs;
 #pragma unroll
     for (int kb = 0; kb < KB; ++kb) {
-      // A operands of the block's two k16 halves for rows r (regs 0, 2) and r + 8 (regs 1, 3):
-      // this thread's elements 4*t4.. and 16 + 4*t4...
       uint32_t a[TM][2][4];
 #pragma unroll
-      for (int tm = 0; tm < TM; ++tm) {
-        const int r = wm * TM * 16 + tm * 16 + g;
-        if constexpr (F == WFmt::Q4_K) {
-          const int j = ((first + k) % 2) * 4 + kb;  // sub-block of the super-block
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {  // rows r and r + 8
-            const uint8_t* row = sa + (r + 8 * half) * L::kRowA;
-            const uint8_t* head = row + 64;
-            int sc, m;
-            scale_min_k4(j, head + 4, sc, m);
-            const float d = __half2float(*reinterpret_cast<const __half*>(head));
-            const float dmin = __half2float(*reinterpret_cast<const __half*>(head + 2));
-            const __half2 scale = __float2half2_rn(d * static_cast<float>(sc)), neg_min = __float2half2_rn(-dmin * static_cast<float>(m));
-            const int shift = 4 * (kb & 1);
-            const uint32_t lo = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 4 * t4) >> shift) & 0x0F0F0F0Fu;
-            const uint32_t hi = (*reinterpret_cast<const uint32_t*>(row + 32 * (kb >> 1) + 16 + 4 * t4) >> shift) & 0x0F0F0F0Fu;
-            q4k_pairs(lo, scale, neg_min, a[tm][0][half], a[tm][0][half + 2]);
-            q4k_pairs(hi, scale, neg_min, a[tm][1][half], a[tm][1][half + 2]);
-          }
-        } else if constexpr (F == WFmt::Q6_K) {
-          const int nbk = nb / 8, sb = (first + k) / 2;
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const uint8_t* row = sa + (r + 8 * half) * L::kRowA;
-            const size_t blk = static_cast<size_t>(min(row0 + r + 8 * half, rows - 1)) * nbk + sb;
-            const float d = __half2float(reinterpret_cast<const __half*>(row + 104)[blk & 1]);
-            const auto* scales = reinterpret_cast<const int8_t*>(row + 96);
-            const __half2 ds_lo = __float2half2_rn(d * static_cast<float>(scales[2 * kb]));
-            const __half2 ds_hi = __float2half2_rn(d * static_cast<float>(scales[2 * kb + 1]));
-            const int lshift = 4 * (kb >> 1), hshift = 2 * kb;
-            const uint32_t lo = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
-                                (((*reinterpret_cast<const uint32_t*>(row + 64 + 4 * t4) >> hshift) & 0x03030303u) << 4);
-            const uint32_t hi = ((*reinterpret_cast<const uint32_t*>(row + 32 * (kb & 1) + 16 + 4 * t4) >> lshift) & 0x0F0F0F0Fu) |
-                                (((*reinterpret_cast<const uint32_t*>(row + 64 + 16 + 4 * t4) >> hshift) & 0x03030303u) << 4);
-            q6_pairs(lo, ds_lo, a[tm][0][half], a[tm][0][half + 2]);
-            q6_pairs(hi, ds_hi, a[tm][1][half], a[tm][1][half + 2]);
-          }
-        } else if constexpr (Q4) {
-          const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(sa + r * L::kRowA + kb * 16 + 4 * t4);
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * L::kRowA + kb * 16 + 4 * t4);
-          q4_pairs(w0, d0, a[tm][0][0], a[tm][0][2], a[tm][1][0], a[tm][1][2]);
-          q4_pairs(w1, d1, a[tm][0][1], a[tm][0][3], a[tm][1][1], a[tm][1][3]);
-        } else {
-          const __half2 d0 = __half2half2(sas[r * KB + kb]), d1 = __half2half2(sas[(r + 8) * KB + kb]);
-          const uint8_t* p0 = sa + r * L::kRowA + kb * 32 + 4 * t4;
-          const uint8_t* p1 = p0 + 8 * L::kRowA;
-          q8_pairs(*reinterpret_cast<const uint32_t*>(p0), d0, a[tm][0][0], a[tm][0][2]);
-          q8_pairs(*reinterpret_cast<const uint32_t*>(p1), d1, a[tm][0][1], a[tm][0][3]);
-          q8_pairs(*reinterpret_cast<const uint32_t*>(p0 + 16), d0, a[tm][1][0], a[tm][1][2]);
-          q8_pairs(*reinterpret_cast<const uint32_t*>(p1 + 16), d1, a[tm][1][1], a[tm][1][3]);
-        }
-      }
+      for (int tm = 0; tm < TM; ++tm) weight_fragments<F>(sa, sa + L::kA, wm * TM * 16 + tm * 16 + g, kb, first + k, row0, rows, nb, t4, a[tm]);
 #pragma unroll
       for (int tn = 0; tn < TN; ++tn) {
-        const uint8_t* pb = sb + (wn * TN * 8 + tn * 8 + g) * L::kRowB + kb * 64 + 8 * t4;
-        const uint2 lo = *reinterpret_cast<const uint2*>(pb), hi = *reinterpret_cast<const uint2*>(pb + 32);
+        // B operands of the block's two k16 halves for 8 tokens: four 8x8 matrices (k 0-7, 8-15,
+        // 16-23, 24-31), lane l naming row l % 8 of matrix l / 8.
+        uint32_t b[4];
+        ldmatrix_x4(b, sb + (wn * TN * 8 + tn * 8 + lane % 8) * L::kRowB + kb * 64 + (lane / 8) * 16);
 #pragma unroll
         for (int tm = 0; tm < TM; ++tm) {
-          mma_f16(a[tm][0], lo.x, lo.y, acc[tm][tn]);
-          mma_f16(a[tm][1], hi.x, hi.y, acc[tm][tn]);
+          mma_f16(a[tm][0], b[0], b[1], acc[tm][tn]);
+          mma_f16(a[tm][1], b[2], b[3], acc[tm][tn]);
         }
       }
     }
@@ -307,31 +390,193 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
     compute_stage(k % kStages, k);
   }
 
-  // C fragment: acc 0/1 row g, tokens 2*t4 and 2*t4+1; acc 2/3 row g+8.
 #pragma unroll
   for (int tm = 0; tm < TM; ++tm) {
 #pragma unroll
     for (int tn = 0; tn < TN; ++tn) {
-      const int r = row0 + wm * TM * 16 + tm * 16 + g, t = tok0 + wn * TN * 8 + tn * 8 + 2 * t4;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int ri = r + (i >= 2 ? 8 : 0), ti = t + (i & 1);
-        if (ri < rows && ti < n) y[static_cast<int64_t>(ti) * ldy + ri] = acc[tm][tn][i];
-      }
+      store_fragment(y, ldy, row0 + wm * TM * 16 + tm * 16 + g, tok0 + wn * TN * 8 + tn * 8 + 2 * t4, rows, n, acc[tm][tn]);
     }
   }
 }
 
-// x (F32, [n][ldx]) to F16 with each run of 4 as x0 x2 x1 x3; one thread per run.
+// ---- Hopper (sm_90a): warpgroup products (wgmma) ----
+// Two warpgroups, each MS x 64 weight rows, times 64 tokens. The weights go to the tensor cores
+// from registers, dequantized as for mma.sync (each warp's 16 rows of a wgmma take the layout of
+// an m16n8k16 A operand); the activations from shared memory, where a stage holds 2 chunks of
+// 64 tokens x 64 halves in the 128-byte swizzle that the wgmma descriptor names. Quant blocks are
+// pipelined: block kb + 1 is dequantized while block kb's products run.
+template <int MS_, int S_, int MIN_CTAS>
+struct WgConfig {
+  static constexpr int MS = MS_, S = S_, kMinCtas = MIN_CTAS;
+};
+template <class C, WFmt F>
+struct WgTile {
+  static constexpr int kThreads = 256, kRows = 2 * C::MS * 64, kTokens = 64, KB = kKB;
+  static constexpr int kChunkB = kTokens * 128;  // 64 k of every token
+  static constexpr int kB = 2 * kChunkB, kA = kRows * kRowA<F>, kAs = kBlock32<F> ? kRows * KB * 2 : 0;
+  static constexpr int kStageBytes = (kB + kA + kAs + 1023) / 1024 * 1024;  // swizzled chunks start 1024-aligned
+  static constexpr int kSmem = C::S * kStageBytes + 1024;                   // + aligning the dynamic base
+};
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define VIREO_QGEMM_WGMMA_CODE 1
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+// Shared-memory matrix descriptor: K-major rows of 128 bytes in the 128-byte swizzle, 8-row groups
+// 1024 bytes apart (the leading offset is unused in this mode).
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr) {
+  return static_cast<uint64_t>((saddr & 0x3FFFFu) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// The compiler sees a wgmma read its registers when it is issued; these keep them (and the
+// accumulators) in place until the wait that ends the asynchronous read.
+__device__ __forceinline__ void hold(uint32_t (&a)[2][4]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[h][i])::"memory");
+}
+__device__ __forceinline__ void hold(float (&d)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+// d (64 rows x 64 tokens, F32) += a (64 x 16, F16, registers) * b (16 x 64, F16, descriptor).
+__device__ __forceinline__ void wgmma_64x64x16(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, 1, 1, 1, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
+        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+        "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+#endif
+
+template <class C, WFmt F>
+__global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __grid_constant__ QJob job, const __half* __restrict__ x, int n,
+                                                                       int nb, float* __restrict__ part, int64_t split_stride,
+                                                                       int stages_per_split) {
+#if defined(VIREO_QGEMM_WGMMA_CODE)
+  using L = WgTile<C, F>;
+  constexpr int MS = C::MS, KB = L::KB, kStages = C::S;
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int wg = tid / 128, w4 = (tid / 32) % 4;
+  int tile = blockIdx.x;
+  const QSegment& sg = segment_of_unit(job.seg, job.tile_end, job.n_seg, tile);
+  const uint8_t* __restrict__ wl = sg.levels;
+  const __half* __restrict__ ws = sg.scales;
+  const int rows = sg.rows;
+  const int row0 = tile * L::kRows, tok0 = blockIdx.y * L::kTokens;
+  const int first = blockIdx.z * stages_per_split;
+  const int n_stages = min(nb / KB - first, stages_per_split);
+  float* __restrict__ y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
+  const int64_t ldy = part != nullptr ? job.total_rows : sg.ldy;
+  prefetch_tile<F, L::kRows, L::kThreads>(wl, ws, row0, rows, nb, first, n_stages, tid);
+  kernel_prologue();
+
+  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, row0, rows, nb);
+  // Activations: token t's 16-byte piece c of 64 k goes to piece c ^ (t % 8) of its 128-byte row
+  // (the tokens a thread copies are 16 apart: the same t % 8).
+  const int xt = tid / 16, xc = tid % 16;
+  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * 128> xcopies(tid, tok0, n, nb,
+                                                                                     (xc / 8) * L::kChunkB + xt * 128 + (((xc % 8) ^ (xt % 8)) * 16));
+  static_assert((L::kThreads / 16) % 8 == 0, "a thread's tokens share their swizzle");
+  auto load_stage = [&](int k, int slot) {
+    uint8_t* sb = smem + slot * L::kStageBytes;
+    uint8_t* sa = sb + L::kB;
+    xcopies.issue(sb, x, first + k);
+    wcopies.issue(sa, sa + L::kA, wl, ws, first + k);
+  };
+
+  float acc[MS][32] = {};
+  auto compute_stage = [&](int slot, int k) {
+    const uint8_t* sb = smem + slot * L::kStageBytes;
+    const uint8_t* sa = sb + L::kB;
+    const uint32_t b_base = smem_u32(sb);
+    uint32_t a[2][MS][2][4];
+    auto fragments = [&](int kb, uint32_t(&dst)[MS][2][4]) {
+#pragma unroll
+      for (int ms = 0; ms < MS; ++ms) weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, first + k, row0, rows, nb, t4, dst[ms]);
+    };
+    fragments(0, a[0]);
+#pragma unroll
+    for (int kb = 0; kb < KB; ++kb) {
+      wgmma_fence();  // this block's fragments (and the accumulators) are written
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int s = 2 * kb + h;  // k16 step of the stage: chunk s / 4, 32 bytes a step within it
+        const uint64_t desc = sw128_desc(b_base + (s / 4) * L::kChunkB + (s % 4) * 32);
+#pragma unroll
+        for (int ms = 0; ms < MS; ++ms) wgmma_64x64x16(acc[ms], a[kb % 2][ms][h], desc);
+      }
+      wgmma_commit();
+      if (kb + 1 < KB) {
+        wgmma_wait<1>();  // block kb - 1's products are done with the registers about to be reused
+#pragma unroll
+        for (int ms = 0; ms < MS; ++ms) hold(a[(kb + 1) % 2][ms]);
+        fragments(kb + 1, a[(kb + 1) % 2]);
+      }
+    }
+    wgmma_wait<0>();  // the stage's slot may be refilled after the next barrier
+#pragma unroll
+    for (int ms = 0; ms < MS; ++ms) {
+      hold(a[(KB - 1) % 2][ms]);
+      hold(acc[ms]);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < n_stages) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int k = 0; k < n_stages; ++k) {
+    cp_async_wait<kStages - 2>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // copies seen by the tensor cores' reads
+    __syncthreads();
+    const int next = k + kStages - 1;
+    if (next < n_stages) load_stage(next, next % kStages);
+    cp_async_commit();
+    compute_stage(k % kStages, k);
+  }
+
+  // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 rows.
+#pragma unroll
+  for (int ms = 0; ms < MS; ++ms) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      store_fragment(y, ldy, row0 + (wg * MS + ms) * 64 + w4 * 16 + g, tok0 + j * 8 + 2 * t4, rows, n, &acc[ms][4 * j]);
+    }
+  }
+#else
+  __trap();  // launched only where an sm_90a image exists (wgmma_available)
+#endif
+}
+
+// x (F32, [n][ldx]) to F16, each run of 16 as its even elements, then its odd ones; one thread a run.
 __global__ void convert_x(const float* __restrict__ x, int64_t ldx, int n, int64_t cols, __half* __restrict__ out) {
   kernel_prologue();
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, runs = cols / 4;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, runs = cols / 16;
   if (i >= runs * n) return;
-  const int64_t t = i / runs, c = (i % runs) * 4;
-  const float4 v = *reinterpret_cast<const float4*>(x + t * ldx + c);
-  __half2* o = reinterpret_cast<__half2*>(out + t * cols + c);
-  o[0] = __floats2half2_rn(v.x, v.z);
-  o[1] = __floats2half2_rn(v.y, v.w);
+  const int64_t t = i / runs, c = (i % runs) * 16;
+  const auto* v = reinterpret_cast<const float4*>(x + t * ldx + c);
+  const float4 v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+  uint4 even, odd;
+  even.x = h2_bits(__floats2half2_rn(v0.x, v0.z)), even.y = h2_bits(__floats2half2_rn(v1.x, v1.z));
+  even.z = h2_bits(__floats2half2_rn(v2.x, v2.z)), even.w = h2_bits(__floats2half2_rn(v3.x, v3.z));
+  odd.x = h2_bits(__floats2half2_rn(v0.y, v0.w)), odd.y = h2_bits(__floats2half2_rn(v1.y, v1.w));
+  odd.z = h2_bits(__floats2half2_rn(v2.y, v2.w)), odd.w = h2_bits(__floats2half2_rn(v3.y, v3.w));
+  auto* o = reinterpret_cast<uint4*>(out + t * cols + c);
+  o[0] = even;
+  o[1] = odd;
 }
 
 __global__ void reduce_splits(const __grid_constant__ QJob job, const float* __restrict__ part, int splits, int64_t count) {
@@ -354,10 +599,10 @@ struct Run {
   cudaStream_t st;
 };
 
-template <class C, WFmt F>
-void launch_config(const Run& run) {
-  using L = Tile<C, F>;
-  auto* kernel = qgemm_kernel<C, F>;
+// Launches `kernel` (tiles of L::kRows x L::kTokens, stages of L::KB blocks) over the run's
+// matrices, splitting the width when the grid is under a wave.
+template <class L, class Kernel>
+void launch_tiles(const Run& run, Kernel kernel) {
   static const bool configured = [&] {  // over 48 KiB of shared memory needs opting in, once per kernel
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmem), "qgemm smem");
     return true;
@@ -374,7 +619,7 @@ void launch_config(const Run& run) {
     tiles += static_cast<int>((o.w->rows + L::kRows - 1) / L::kRows);
     job.tile_end[i] = tiles;
   }
-  const int n = run.n, nb = static_cast<int>(run.outs[0].w->cols / 32), n_stages = nb / C::KB;
+  const int n = run.n, nb = static_cast<int>(run.outs[0].w->cols / 32), n_stages = nb / L::KB;
   dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((n + L::kTokens - 1) / L::kTokens));
   // Few CTAs (few rows and tokens) leave SMs idle and each CTA's stages serial: split the width.
   int splits = run.splits;
@@ -396,6 +641,33 @@ void launch_config(const Run& run) {
   if (splits > 1) launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, job, part, splits, count);
 }
 
+template <class C, WFmt F>
+void launch_config(const Run& run) {
+  launch_tiles<Tile<C, F>>(run, qgemm_kernel<C, F>);
+}
+template <class C, WFmt F>
+void launch_wgmma(const Run& run) {
+  launch_tiles<WgTile<C, F>>(run, qgemm_wgmma_kernel<C, F>);
+}
+
+// Whether the warpgroup kernels run here: the build has an sm_90a image and the device is of
+// compute capability 9.0 (VIREO_CUDA_WGMMA=0 turns them off, for comparisons).
+bool wgmma_available() {
+#if defined(VIREO_CUDA_WGMMA)
+  static const bool on = [] {
+    if (const char* e = std::getenv("VIREO_CUDA_WGMMA"); e != nullptr && std::string(e) == "0") return false;
+    int dev = 0, major = 0, minor = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return major == 9 && minor == 0;
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
 template <WFmt F>
 void launch_tile(QGemmTile tile, const Run& run) {
   if (tile == QGemmTile::Auto) {
@@ -405,10 +677,12 @@ void launch_tile(QGemmTile tile, const Run& run) {
     }();
     const int n = run.n;
     // Measured best on an H100 (Llama-3-8B shapes): 17 to 32 rows 128 x 32 tiles (twice the
-    // speed of 128 x 64 ones, half of whose columns would be padding), then 128 x 64 up to 128.
-    tile = n <= 16 ? QGemmTile::R32xT32 : n <= 32 ? QGemmTile::R128xT32W8 : QGemmTile::R128xT64W8;
+    // speed of 128 x 64 ones, half of whose columns would be padding), then 128 x 64 up to 128,
+    // on the warpgroup path where the device has it.
+    tile = n <= 16 ? QGemmTile::R32xT32 : n <= 32 ? QGemmTile::R128xT32W8 : wgmma_available() ? QGemmTile::H128xT64 : QGemmTile::R128xT64W8;
     if (forced > 0 && n > 16) tile = static_cast<QGemmTile>(forced);
   }
+  if ((tile == QGemmTile::H128xT64 || tile == QGemmTile::H256xT64) && !wgmma_available()) tile = QGemmTile::R128xT64W8;
   switch (tile) {
     case QGemmTile::R32xT32: launch_config<Config<2, 1, 1, 4, 4, 4>, F>(run); break;
     case QGemmTile::R64xT64: launch_config<Config<2, 2, 2, 4, 4, 4>, F>(run); break;
@@ -418,6 +692,8 @@ void launch_tile(QGemmTile tile, const Run& run) {
     case QGemmTile::R128xT64W8Square: launch_config<Config<4, 2, 2, 4, 4, 3, 2>, F>(run); break;
     case QGemmTile::R64xT64S3: launch_config<Config<2, 2, 2, 4, 4, 3, 3>, F>(run); break;
     case QGemmTile::R128xT32W8: launch_config<Config<8, 1, 1, 4, 4, 3, 2>, F>(run); break;
+    case QGemmTile::H128xT64: launch_wgmma<WgConfig<1, 4, 2>, F>(run); break;
+    case QGemmTile::H256xT64: launch_wgmma<WgConfig<2, 4, 1>, F>(run); break;
     default: launch_config<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
 }
@@ -439,6 +715,8 @@ QGemmWorkspace::~QGemmWorkspace() {
   cudaFree(x16);
 }
 
+bool qgemm_uses_wgmma() { return wgmma_available(); }
+
 bool qgemm_supports(const DeviceMatrix& w) {
   const bool type = w.type == DType::Q4_0 || w.type == DType::Q8_0 || w.type == DType::Q4_K || w.type == DType::Q6_K;
   return type && w.cols % kMinStageCols == 0 && w.rows > 0;
@@ -457,7 +735,7 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
   }
   ws.n_tokens = n_tokens;
   ws.cols = cols;
-  const int64_t runs = static_cast<int64_t>(n_tokens) * (cols / 4);
+  const int64_t runs = static_cast<int64_t>(n_tokens) * (cols / 16);
   if (runs == 0) return;
   launch(convert_x, static_cast<unsigned>((runs + 255) / 256), 256, 0, static_cast<cudaStream_t>(s), x, ldx, n_tokens, cols,
                                                                                                 static_cast<__half*>(ws.x16));
