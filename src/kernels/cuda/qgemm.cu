@@ -178,10 +178,9 @@ template <WFmt F, int kRows, int kThreads>
 struct WeightCopies {
   static_assert(kRows <= kThreads, "one thread a row's scales");
   // Q4_0 / Q8_0: row tid / kChunks + j * kStep, 16-byte piece tid % kChunks.
-  static constexpr int kChunks = kStageRowBytes<F> / 16, kStep = kThreads / kChunks;
+  static constexpr int kChunks = kStageRowBytes<F> / 16;
   static constexpr int kN = kBlock32<F> ? kRows * kChunks / kThreads : 1;
   static_assert(!kBlock32<F> || (kThreads % kChunks == 0 && kRows * kChunks % kThreads == 0), "whole copies a thread");
-  static constexpr int kLevelBytes = kStageRowBytes<F> / kKB;
   size_t off[kN];     // bytes into the levels at stage 0
   size_t scale_off;   // scales (a half each) of this thread's row at stage 0
   int dst;            // bytes into sa of the first piece
@@ -189,6 +188,7 @@ struct WeightCopies {
 
   __device__ WeightCopies(int tid_, int row0_, int rows_, int nb_) : tid(tid_), row0(row0_), rows(rows_), nb(nb_) {
     if constexpr (kBlock32<F>) {
+      constexpr int kStep = kThreads / kChunks, kLevelBytes = kStageRowBytes<F> / kKB;
       const int c = tid % kChunks;
 #pragma unroll
       for (int j = 0; j < kN; ++j) off[j] = static_cast<size_t>(min(row0 + tid / kChunks + j * kStep, rows - 1)) * nb * kLevelBytes + c * 16;
@@ -199,6 +199,7 @@ struct WeightCopies {
 
   __device__ __forceinline__ void issue(uint8_t* sa, uint8_t* sas, const uint8_t* wl, const __half* ws, int stage) const {
     if constexpr (kBlock32<F>) {
+      constexpr int kStep = kThreads / kChunks, kLevelBytes = kStageRowBytes<F> / kKB;
       const size_t b0 = static_cast<size_t>(stage) * kKB;
 #pragma unroll
       for (int j = 0; j < kN; ++j) cp_async16(sa + dst + j * kStep * kRowA<F>, wl + off[j] + b0 * kLevelBytes);
@@ -443,18 +444,21 @@ __device__ __forceinline__ void hold(float (&d)[32]) {
 #pragma unroll
   for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
-// d (64 rows x 64 tokens, F32) += a (64 x 16, F16, registers) * b (16 x 64, F16, descriptor).
-__device__ __forceinline__ void wgmma_64x64x16(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+// d (64 rows x 64 tokens, F32) = a (64 x 16, F16, registers) * b (16 x 64, F16, descriptor), plus
+// d when `accumulate`. (Starting the sum this way, not from zeros written by other instructions,
+// keeps the compiler from serializing the products: see qgemm_wgmma_kernel.)
+__device__ __forceinline__ void wgmma_64x64x16(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int accumulate) {
   asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-      "{%32, %33, %34, %35}, %36, 1, 1, 1, 0;\n"
+      "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
         "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
         "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
         "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 #endif
 
@@ -496,56 +500,66 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
     wcopies.issue(sa, sa + L::kA, wl, ws, first + k);
   };
 
-  float acc[MS][32] = {};
+  // The products run asynchronously, up to KB wgmma groups (one a quant block) in flight: block
+  // kb's fragments go to a[kb], once the group that read them a stage before is retired
+  // (wait<KB - 1>). By the end of stage k - 1 every group of stage k - 2 is retired, so the copies
+  // run S - 2 stages ahead, into stage k - 2's slot. The accumulators are written by wgmma only
+  // (the first product does not add), else the compiler would wait for each product before the next.
+  if (n_stages <= 0) {  // an empty split: its partial sums are zeros
+#pragma unroll
+    for (int ms = 0; ms < MS; ++ms) {
+      const float zeros[4] = {};
+      for (int j = 0; j < 8; ++j) store_fragment(y, ldy, row0 + (wg * MS + ms) * 64 + w4 * 16 + g, tok0 + j * 8 + 2 * t4, rows, n, zeros);
+    }
+    return;
+  }
+  float acc[MS][32];
+  uint32_t a[KB][MS][2][4];
   auto compute_stage = [&](int slot, int k) {
     const uint8_t* sb = smem + slot * L::kStageBytes;
     const uint8_t* sa = sb + L::kB;
     const uint32_t b_base = smem_u32(sb);
-    uint32_t a[2][MS][2][4];
-    auto fragments = [&](int kb, uint32_t(&dst)[MS][2][4]) {
-#pragma unroll
-      for (int ms = 0; ms < MS; ++ms) weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, first + k, row0, rows, nb, t4, dst[ms]);
-    };
-    fragments(0, a[0]);
 #pragma unroll
     for (int kb = 0; kb < KB; ++kb) {
+      wgmma_wait<KB - 1>();
+#pragma unroll
+      for (int ms = 0; ms < MS; ++ms) {
+        hold(a[kb][ms]);
+        weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, first + k, row0, rows, nb, t4, a[kb][ms]);
+      }
       wgmma_fence();  // this block's fragments (and the accumulators) are written
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int s = 2 * kb + h;  // k16 step of the stage: chunk s / 4, 32 bytes a step within it
         const uint64_t desc = sw128_desc(b_base + (s / 4) * L::kChunkB + (s % 4) * 32);
 #pragma unroll
-        for (int ms = 0; ms < MS; ++ms) wgmma_64x64x16(acc[ms], a[kb % 2][ms][h], desc);
+        for (int ms = 0; ms < MS; ++ms) wgmma_64x64x16(acc[ms], a[kb][ms][h], desc, k > 0 || s > 0);
       }
       wgmma_commit();
-      if (kb + 1 < KB) {
-        wgmma_wait<1>();  // block kb - 1's products are done with the registers about to be reused
-#pragma unroll
-        for (int ms = 0; ms < MS; ++ms) hold(a[(kb + 1) % 2][ms]);
-        fragments(kb + 1, a[(kb + 1) % 2]);
-      }
-    }
-    wgmma_wait<0>();  // the stage's slot may be refilled after the next barrier
-#pragma unroll
-    for (int ms = 0; ms < MS; ++ms) {
-      hold(a[(KB - 1) % 2][ms]);
-      hold(acc[ms]);
     }
   };
+  static_assert(kStages >= 3, "copies run S - 2 stages ahead");
 
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kStages - 2; ++s) {
     if (s < n_stages) load_stage(s, s);
     cp_async_commit();
   }
   for (int k = 0; k < n_stages; ++k) {
-    cp_async_wait<kStages - 2>();
+    cp_async_wait<kStages - 3>();
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // copies seen by the tensor cores' reads
     __syncthreads();
-    const int next = k + kStages - 1;
+    const int next = k + kStages - 2;
     if (next < n_stages) load_stage(next, next % kStages);
     cp_async_commit();
     compute_stage(k % kStages, k);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int ms = 0; ms < MS; ++ms) {
+#pragma unroll
+    for (int kb = 0; kb < KB; ++kb) hold(a[kb][ms]);
+    hold(acc[ms]);
   }
 
   // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 rows.
