@@ -191,7 +191,7 @@ void BM_CudaQGemmTile(benchmark::State& state, DType type, int64_t rows, int64_t
 }
 #define TILES(T, NAME, R, C)                                                                                    \
   BENCHMARK_CAPTURE(BM_CudaQGemmTile, NAME##_##R##x##C, T, R, C)                                                \
-      ->ArgsProduct({{32, 64, 128}, {2, 3, 5, 6, 7, 8, 9, 10, 11}, {0}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+      ->ArgsProduct({{16, 32, 64, 128}, {1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13}, {0}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
 TILES(DType::Q4_0, q4_0, 4096, 4096)
 TILES(DType::Q4_0, q4_0, 14336, 4096)
 TILES(DType::Q4_0, q4_0, 4096, 14336)

@@ -38,7 +38,7 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // whole blocks of 256
     for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128, T::R128xT64W8, T::R128xT64W8Square,
-                   T::R64xT64S3, T::R128xT32W8, T::H128xT64, T::H256xT64}) {
+                   T::R64xT64S3, T::R128xT32W8, T::H128xT64, T::H256xT64, T::H128xT32, T::H128xT16}) {
       if (!k_quant) {
         cases.push_back({type, 37, 128, 9, tile});  // one stage
         cases.push_back({type, 45, 896, 17, tile});
@@ -138,7 +138,7 @@ TEST(CudaQGemm, SeveralMatricesInOneLaunchEqualOneLaunchEach) {
     cuda::copy_to_device(dx, x.data(), x.size());
     cuda::QGemmWorkspace ws;
     cuda::qgemm_load_x(dx, cols, tokens, cols, ws, nullptr);
-    for (T tile : {T::R32xT32, T::R128xT64W8, T::H128xT64}) {
+    for (T tile : {T::R32xT32, T::R128xT64W8, T::H128xT64, T::H128xT32, T::H128xT16}) {
       for (int splits : {1, 3, 0}) {
         SCOPED_TRACE(testing::Message() << static_cast<int>(type) << " tile " << static_cast<int>(tile) << " splits " << splits);
         std::vector<float*> one(3), multi(3);

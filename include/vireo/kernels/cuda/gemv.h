@@ -71,8 +71,9 @@ void gemv(const DeviceMatrix& w, const float* x, float* y, int n_tokens);
 constexpr int kMaxGemvTokens = 8;
 // Products of up to this many rows go through the gemv kernels, kMaxGemvTokens rows a launch
 // (the backend's default; VIREO_CUDA_GEMV_ROWS changes it); longer ones through qgemm or cuBLAS.
-// Measured on an H100, Llama-3-8B Q4_0, decoding at depth 1024: 16 sequences 1.26x qgemm's rate,
-// 32 sequences 0.65x.
+// Measured on an H100, Llama-3-8B Q4_0, decoding at depth 1024: 16 sequences 1.26x the rate of
+// qgemm's mma.sync tiles, 32 sequences 0.65x. On Hopper, qgemm's warpgroup tiles take its types
+// from kMaxGemvTokens + 1 rows (see the CUDA backend).
 constexpr int kDefaultGemvRows = 16;
 
 // Up to kMaxGemvSegments matrices of one type and width times the same x in one launch (the

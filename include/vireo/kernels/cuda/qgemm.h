@@ -13,9 +13,9 @@ namespace vireo::cuda {
 
 // Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product. The H tiles
 // are Hopper's warpgroup products (wgmma); on other devices, or in a build without an sm_90a
-// image, they run as R128xT64W8.
+// image, they run as R128xT64W8 (H128xT32 as R128xT32W8, H128xT16 as R32xT32).
 enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3,
-                       R128xT32W8, H128xT64, H256xT64 };
+                       R128xT32W8, H128xT64, H256xT64, H128xT32, H128xT16 };
 struct QGemmOptions {
   QGemmTile tile = QGemmTile::Auto;
   int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
@@ -40,7 +40,7 @@ struct QGemmWorkspace {
 // 0.63-0.78x.
 constexpr int kDefaultQGemmRows = 128;
 
-// True when products of 33 or more tokens take the warpgroup tiles here (see QGemmTile).
+// True when products take the warpgroup tiles here (see QGemmTile).
 bool qgemm_uses_wgmma();
 
 // True when qgemm multiplies `w`: Q4_0, Q8_0, Q4_K or Q6_K, with whole runs of 128 columns.
