@@ -150,6 +150,32 @@ struct QJob {
 };
 static_assert(kMaxQGemmSegments == 3, "segment_of_unit picks among three segments");
 
+// The CTA's share of a launch: its matrix (a segment), its tile of rows and tokens, its run of
+// stages (split products, gridDim.z > 1, each take one) and where its results go.
+struct CtaWork {
+  const uint8_t* wl;
+  const __half* ws;
+  float* y;
+  int64_t ldy;
+  int rows, row0, tok0, first, n_stages;
+};
+template <int kRows, int kTokens, int KB>
+__device__ __forceinline__ CtaWork cta_work(const QJob& job, int nb, float* part, int64_t split_stride, int stages_per_split) {
+  int tile = blockIdx.x;
+  const QSegment& sg = segment_of_unit(job.seg, job.tile_end, job.n_seg, tile);
+  CtaWork w;
+  w.wl = sg.levels;
+  w.ws = sg.scales;
+  w.rows = sg.rows;
+  w.row0 = tile * kRows;
+  w.tok0 = blockIdx.y * kTokens;
+  w.first = blockIdx.z * stages_per_split;
+  w.n_stages = min(nb / KB - w.first, stages_per_split);
+  w.y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
+  w.ldy = part != nullptr ? job.total_rows : sg.ldy;
+  return w;
+}
+
 // ---- the weights' side, shared by both kernels ----
 // Weights: levels [rows][nb][16 or 32 B] and F16 scales [rows][nb] (upload_matrix's split
 // layout). A CTA's tile is kRows rows from row0; rows past the end read the last row (computed,
@@ -334,26 +360,16 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int wm = warp % WM, wn = warp / WM;
-  int tile = blockIdx.x;
-  const QSegment& sg = segment_of_unit(job.seg, job.tile_end, job.n_seg, tile);
-  const uint8_t* __restrict__ wl = sg.levels;
-  const __half* __restrict__ ws = sg.scales;
-  const int rows = sg.rows;
-  const int row0 = tile * L::kRows, tok0 = blockIdx.y * L::kTokens;
-  // Split products (gridDim.z > 1) each take a run of stages.
-  const int first = blockIdx.z * stages_per_split;
-  const int n_stages = min(nb / KB - first, stages_per_split);
-  float* __restrict__ y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
-  const int64_t ldy = part != nullptr ? job.total_rows : sg.ldy;
-  prefetch_tile<F, L::kRows, L::kThreads>(wl, ws, row0, rows, nb, first, n_stages, tid);
+  const CtaWork cw = cta_work<L::kRows, L::kTokens, KB>(job, nb, part, split_stride, stages_per_split);
+  prefetch_tile<F, L::kRows, L::kThreads>(cw.wl, cw.ws, cw.row0, cw.rows, nb, cw.first, cw.n_stages, tid);
   kernel_prologue();
 
-  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, row0, rows, nb);
-  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * L::kRowB> xcopies(tid, tok0, n, nb, (tid / 16) * L::kRowB + (tid % 16) * 16);
+  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, cw.row0, cw.rows, nb);
+  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * L::kRowB> xcopies(tid, cw.tok0, n, nb, (tid / 16) * L::kRowB + (tid % 16) * 16);
   auto load_stage = [&](int k, int slot) {
     uint8_t* sa = smem + slot * L::kStageBytes;
-    wcopies.issue(sa, sa + L::kA, wl, ws, first + k);
-    xcopies.issue(sa + L::kA + L::kAs, x, first + k);
+    wcopies.issue(sa, sa + L::kA, cw.wl, cw.ws, cw.first + k);
+    xcopies.issue(sa + L::kA + L::kAs, x, cw.first + k);
   };
 
   float acc[TM][TN][4] = {};
@@ -364,7 +380,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
     for (int kb = 0; kb < KB; ++kb) {
       uint32_t a[TM][2][4];
 #pragma unroll
-      for (int tm = 0; tm < TM; ++tm) weight_fragments<F>(sa, sa + L::kA, wm * TM * 16 + tm * 16 + g, kb, first + k, row0, rows, nb, t4, a[tm]);
+      for (int tm = 0; tm < TM; ++tm) weight_fragments<F>(sa, sa + L::kA, wm * TM * 16 + tm * 16 + g, kb, cw.first + k, cw.row0, cw.rows, nb, t4, a[tm]);
 #pragma unroll
       for (int tn = 0; tn < TN; ++tn) {
         // B operands of the block's two k16 halves for 8 tokens: four 8x8 matrices (k 0-7, 8-15,
@@ -382,14 +398,14 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < n_stages) load_stage(s, s);
+    if (s < cw.n_stages) load_stage(s, s);
     cp_async_commit();
   }
-  for (int k = 0; k < n_stages; ++k) {
+  for (int k = 0; k < cw.n_stages; ++k) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // stage k landed for every thread; slot (k-1) % kStages is free again
     const int next = k + kStages - 1;
-    if (next < n_stages) load_stage(next, next % kStages);
+    if (next < cw.n_stages) load_stage(next, next % kStages);
     cp_async_commit();
     compute_stage(k % kStages, k);
   }
@@ -398,7 +414,7 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
   for (int tm = 0; tm < TM; ++tm) {
 #pragma unroll
     for (int tn = 0; tn < TN; ++tn) {
-      store_fragment(y, ldy, row0 + wm * TM * 16 + tm * 16 + g, tok0 + wn * TN * 8 + tn * 8 + 2 * t4, rows, n, acc[tm][tn]);
+      store_fragment(cw.y, cw.ldy, cw.row0 + wm * TM * 16 + tm * 16 + g, cw.tok0 + wn * TN * 8 + tn * 8 + 2 * t4, cw.rows, n, acc[tm][tn]);
     }
   }
 }
@@ -495,43 +511,34 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
   uint8_t* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023u)) & 1023u);
   const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int wg = tid / 128, w4 = (tid / 32) % 4;
-  int tile = blockIdx.x;
-  const QSegment& sg = segment_of_unit(job.seg, job.tile_end, job.n_seg, tile);
-  const uint8_t* __restrict__ wl = sg.levels;
-  const __half* __restrict__ ws = sg.scales;
-  const int rows = sg.rows;
-  const int row0 = tile * L::kRows, tok0 = blockIdx.y * L::kTokens;
-  const int first = blockIdx.z * stages_per_split;
-  const int n_stages = min(nb / KB - first, stages_per_split);
-  float* __restrict__ y = part != nullptr ? part + blockIdx.z * split_stride + sg.row_base : sg.y;
-  const int64_t ldy = part != nullptr ? job.total_rows : sg.ldy;
-  prefetch_tile<F, L::kRows, L::kThreads>(wl, ws, row0, rows, nb, first, n_stages, tid);
+  const CtaWork cw = cta_work<L::kRows, L::kTokens, KB>(job, nb, part, split_stride, stages_per_split);
+  prefetch_tile<F, L::kRows, L::kThreads>(cw.wl, cw.ws, cw.row0, cw.rows, nb, cw.first, cw.n_stages, tid);
   kernel_prologue();
 
-  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, row0, rows, nb);
+  const WeightCopies<F, L::kRows, L::kThreads> wcopies(tid, cw.row0, cw.rows, nb);
   // Activations: token t's 16-byte piece c of 64 k goes to piece c ^ (t % 8) of its 128-byte row
   // (the tokens a thread copies are 16 apart: the same t % 8).
   const int xt = tid / 16, xc = tid % 16;
-  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * 128> xcopies(tid, tok0, n, nb,
+  const ActivationCopies<L::kTokens, L::kThreads, (L::kThreads / 16) * 128> xcopies(tid, cw.tok0, n, nb,
                                                                                      (xc / 8) * L::kChunkB + xt * 128 + (((xc % 8) ^ (xt % 8)) * 16));
   static_assert((L::kThreads / 16) % 8 == 0, "a thread's tokens share their swizzle");
   auto load_stage = [&](int k, int slot) {
     uint8_t* sb = smem + slot * L::kStageBytes;
     uint8_t* sa = sb + L::kB;
-    xcopies.issue(sb, x, first + k);
-    wcopies.issue(sa, sa + L::kA, wl, ws, first + k);
+    xcopies.issue(sb, x, cw.first + k);
+    wcopies.issue(sa, sa + L::kA, cw.wl, cw.ws, cw.first + k);
   };
 
   // The products run asynchronously, up to KB wgmma groups (one a quant block) in flight: block
   // kb's fragments go to a[kb], once the group that read them a stage before is retired
   // (wait<KB - 1>). By the end of stage k - 1 every group of stage k - 2 is retired, so the copies
   // run S - 2 stages ahead, into stage k - 2's slot. The accumulators are written by wgmma only
-  // (the first product does not add), else the compiler would wait for each product before the next.
-  if (n_stages <= 0) {  // an empty split: its partial sums are zeros
+  // (the cw.first product does not add), else the compiler would wait for each product before the next.
+  if (cw.n_stages <= 0) {  // an empty split: its partial sums are zeros
 #pragma unroll
     for (int ms = 0; ms < MS; ++ms) {
       const float zeros[4] = {};
-      for (int j = 0; j < L::kTokens / 8; ++j) store_fragment(y, ldy, row0 + (wg * MS + ms) * 64 + w4 * 16 + g, tok0 + j * 8 + 2 * t4, rows, n, zeros);
+      for (int j = 0; j < L::kTokens / 8; ++j) store_fragment(cw.y, cw.ldy, cw.row0 + (wg * MS + ms) * 64 + w4 * 16 + g, cw.tok0 + j * 8 + 2 * t4, cw.rows, n, zeros);
     }
     return;
   }
@@ -547,7 +554,7 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
 #pragma unroll
       for (int ms = 0; ms < MS; ++ms) {
         hold(a[kb][ms]);
-        weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, first + k, row0, rows, nb, t4, a[kb][ms]);
+        weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, cw.first + k, cw.row0, cw.rows, nb, t4, a[kb][ms]);
       }
       wgmma_fence();  // this block's fragments (and the accumulators) are written
 #pragma unroll
@@ -564,15 +571,15 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
 
 #pragma unroll
   for (int s = 0; s < kStages - 2; ++s) {
-    if (s < n_stages) load_stage(s, s);
+    if (s < cw.n_stages) load_stage(s, s);
     cp_async_commit();
   }
-  for (int k = 0; k < n_stages; ++k) {
+  for (int k = 0; k < cw.n_stages; ++k) {
     cp_async_wait<kStages - 3>();
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // copies seen by the tensor cores' reads
     __syncthreads();
     const int next = k + kStages - 2;
-    if (next < n_stages) load_stage(next, next % kStages);
+    if (next < cw.n_stages) load_stage(next, next % kStages);
     cp_async_commit();
     compute_stage(k % kStages, k);
   }
@@ -584,12 +591,12 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
     hold(acc[ms]);
   }
 
-  // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 rows.
+  // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 cw.rows.
 #pragma unroll
   for (int ms = 0; ms < MS; ++ms) {
 #pragma unroll
     for (int j = 0; j < L::kTokens / 8; ++j) {
-      store_fragment(y, ldy, row0 + (wg * MS + ms) * 64 + w4 * 16 + g, tok0 + j * 8 + 2 * t4, rows, n, &acc[ms][4 * j]);
+      store_fragment(cw.y, cw.ldy, cw.row0 + (wg * MS + ms) * 64 + w4 * 16 + g, cw.tok0 + j * 8 + 2 * t4, cw.rows, n, &acc[ms][4 * j]);
     }
   }
 #else
