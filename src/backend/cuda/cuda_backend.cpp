@@ -153,8 +153,9 @@ class CudaBackend final : public Backend {
     // Tuning: the most rows a product takes through the gemv kernels before the GEMM path (for
     // qgemm's types, down to 0: every product through qgemm).
     if (const char* r = std::getenv("VIREO_CUDA_GEMV_ROWS")) {
-      gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, std::atoll(r));
-      gemv_rows_qgemm_ = std::max<int64_t>(0, std::atoll(r));
+      const int64_t rows = std::atoll(r);
+      gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, rows);
+      gemv_rows_qgemm_ = std::max<int64_t>(0, rows);
     }
     // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
     // dequantize the weights to F16 for cuBLAS.
@@ -391,9 +392,8 @@ class CudaBackend final : public Backend {
       any_q8_dot = any_q8_dot || cuda::uses_q8_activations(m.type);
     }
     if (n == 0) return;
-    const bool all_qgemm = x.stride() % 4 == 0 && std::all_of(ws.begin(), ws.end(), [](const Weight* w) {
-      return cuda::qgemm_supports(as_cuda(*w).matrix);
-    });
+    auto qgemm_type = [&](const cuda::DeviceMatrix& m) { return cuda::qgemm_supports(m) && x.stride() % 4 == 0; };
+    const bool all_qgemm = std::all_of(ws.begin(), ws.end(), [&](const Weight* w) { return qgemm_type(as_cuda(*w).matrix); });
     if (n <= (all_qgemm ? gemv_rows_qgemm_ : gemv_rows_)) {
       // Decode, of one sequence or a few: the weights streamed once per kMaxGemvTokens rows, with
       // activations rounded once (unless the op before did it: see produce_qx), one launch per
@@ -420,7 +420,7 @@ class CudaBackend final : public Backend {
       return;
     }
     bool x16_ready = false, x_bf16_ready = false, x_loaded = false;
-    auto takes_qgemm = [&](const cuda::DeviceMatrix& m) { return n <= qgemm_rows_ && cuda::qgemm_supports(m) && x.stride() % 4 == 0; };
+    auto takes_qgemm = [&](const cuda::DeviceMatrix& m) { return n <= qgemm_rows_ && qgemm_type(m); };
     for (size_t i = 0; i < ws.size();) {
       const cuda::DeviceMatrix& m = as_cuda(*ws[i]).matrix;
       if (takes_qgemm(m)) {

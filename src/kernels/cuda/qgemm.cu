@@ -533,7 +533,7 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
   // kb's fragments go to a[kb], once the group that read them a stage before is retired
   // (wait<KB - 1>). By the end of stage k - 1 every group of stage k - 2 is retired, so the copies
   // run S - 2 stages ahead, into stage k - 2's slot. The accumulators are written by wgmma only
-  // (the cw.first product does not add), else the compiler would wait for each product before the next.
+  // (the first product does not add), else the compiler would wait for each product before the next.
   if (cw.n_stages <= 0) {  // an empty split: its partial sums are zeros
 #pragma unroll
     for (int ms = 0; ms < MS; ++ms) {
@@ -591,7 +591,7 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
     hold(acc[ms]);
   }
 
-  // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 cw.rows.
+  // Accumulator layout: per 8 tokens j, the C fragment of an m16n8 tile of this warp's 16 rows.
 #pragma unroll
   for (int ms = 0; ms < MS; ++ms) {
 #pragma unroll
