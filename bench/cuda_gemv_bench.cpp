@@ -117,6 +117,57 @@ void BM_CudaDecodeAttention(benchmark::State& state) {
 }
 BENCHMARK(BM_CudaDecodeAttention)->Arg(16)->Arg(128)->Arg(1024)->Arg(4096)->UseManualTime()->Iterations(3)->Unit(benchmark::kMicrosecond);
 
+// Batched decode attention through the CUDA backend, Llama-3-8B heads: `rows` sequences of `keys`
+// keys each, in a paged F16 cache of 16-cell blocks (each sequence's blocks in order, as a fresh
+// cache lays them out). Reports the cache's read rate.
+void BM_CudaBatchedDecodeAttention(benchmark::State& state) {
+  if (!vireo::cuda::device_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  auto be = vireo::create_cuda_backend(0);
+  const int64_t rows = state.range(0), keys = state.range(1), cells = rows * keys, block = 16;
+  const int n_head = 32, n_head_kv = 8, hd = 128;
+  vireo::Buffer q = be->alloc(DType::F32, rows, n_head * hd), out = be->alloc(DType::F32, rows, n_head * hd);
+  vireo::Buffer k = be->alloc(DType::F16, cells, n_head_kv * hd), v = be->alloc(DType::F16, cells, n_head_kv * hd);
+  vireo::Buffer ranges = be->alloc(DType::I32, rows, 2), blocks = be->alloc(DType::I32, cells / block, 1);
+  std::vector<float> qh(static_cast<size_t>(rows * n_head * hd), 0.1f);
+  std::vector<uint16_t> kh(static_cast<size_t>(cells * n_head_kv * hd), 0x2e66);  // 0.1 in F16
+  std::vector<int32_t> r, b(static_cast<size_t>(cells / block));
+  for (int64_t i = 0; i < rows; ++i) r.insert(r.end(), {static_cast<int32_t>(i * keys), static_cast<int32_t>(keys)});
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int32_t>(i);
+  be->upload(q, qh.data());
+  be->upload(k, kh.data());
+  be->upload(v, kh.data());
+  be->upload(ranges, r.data());
+  be->upload(blocks, b.data());
+  vireo::AttentionParams p;
+  p.n_head = n_head;
+  p.n_head_kv = n_head_kv;
+  p.head_dim = hd;
+  p.scale = 0.088f;
+  p.max_keys = keys;
+  p.kv_block_size = static_cast<int>(block);
+  constexpr int kCalls = 50;
+  for (auto _ : state) {
+    be->attention(q, k, v, ranges, blocks, p, out);
+    be->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) be->attention(q, k, v, ranges, blocks, p, out);
+    be->synchronize();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kCalls);
+  }
+  const double bytes = 2.0 * static_cast<double>(cells) * n_head_kv * hd * 2;
+  state.counters["GB/s"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CudaBatchedDecodeAttention)
+    ->Args({16, 1024})
+    ->Args({64, 1024})
+    ->Args({64, 4096})
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMicrosecond);
+
 // Products of many rows through the CUDA backend (batched decode, prefill chunks), Llama-3-8B
 // shapes: the tensor-core qgemm (arg 1) against dequantizing to F16 for cuBLAS (arg 0), in the
 // same run. Reports weight GB/s and TOPS.

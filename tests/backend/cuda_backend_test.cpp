@@ -456,7 +456,7 @@ TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
   Pair p;
   Backend& gpu = *p.gpu;
   std::mt19937 rng(17);
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 256}, {8, 1024}, {17, 512}, {2, 33}}) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 256}, {8, 1024}, {17, 512}, {64, 1024}, {2, 33}}) {
     SCOPED_TRACE(testing::Message() << rows << "x" << cols);
     const auto a = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
     const auto b = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
@@ -520,7 +520,7 @@ TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
           const auto kv = random_floats(static_cast<size_t>(40 * ap.n_head_kv * 64), rng_kv);
           Buffer kc = put(be, DType::F32, 40, ap.n_head_kv * 64, kv.data()), vc = put(be, DType::F32, 40, ap.n_head_kv * 64, kv.data());
           std::vector<int32_t> rg;
-          for (int64_t r = 0; r < rows; ++r) rg.insert(rg.end(), {0, static_cast<int32_t>(10 + r)});
+          for (int64_t r = 0; r < rows; ++r) rg.insert(rg.end(), {0, static_cast<int32_t>(10 + r % 30)});
           Buffer rb = put(be, DType::I32, rows, 2, rg.data());
           be.attention(x, kc, vc, rb, ap, h);
           break;
@@ -542,6 +542,29 @@ TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
       EXPECT_EQ(direct, products(gpu, producer, true));
       EXPECT_LE(rel_error(direct, products(*p.cpu, producer, false)), 2e-2);  // Q8 rounding near ties may differ
     }
+
+    // A lone product whose width is split (4096 wide, few output rows) leaves its partial sums to
+    // the residual add that follows: bit-identical to adding them first (an op in between).
+    const int64_t kin = 4096;
+    const auto av = random_floats(static_cast<size_t>(rows * kin), rng, -1, 1);
+    const auto wq = quantized(DType::Q4_0, random_floats(static_cast<size_t>(cols * kin), rng), cols, kin);
+    const Tensor proj = tensor_of("proj", DType::Q4_0, cols, kin, wq);
+    auto residual = [&](Backend& be, bool interrupt) {
+      Buffer x = put(be, DType::F32, rows, cols, a.data()), h = poisoned(be, rows, cols);
+      Buffer act = put(be, DType::F32, rows, kin, av.data()), other = put(be, DType::F32, rows, cols, b.data());
+      auto w = be.prepare(wt, WeightUse::Vector);
+      auto wp = be.prepare(proj, WeightUse::Matmul);
+      be.matmul(act, *wp, h);
+      if (interrupt) be.add(other, other, other);
+      be.add_rms_norm(x, h, *w, 1e-5f, h);
+      auto out = get(be, x);
+      const auto normed = get(be, h);
+      out.insert(out.end(), normed.begin(), normed.end());
+      return out;
+    };
+    const auto deferred = residual(gpu, false);
+    EXPECT_EQ(deferred, residual(gpu, true));
+    EXPECT_LE(rel_error(deferred, residual(*p.cpu, false)), 2e-2);
   }
 
   // rope_qk against two ropes.

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cublas_loader.h"
@@ -207,7 +208,8 @@ class CudaBackend final : public Backend {
   }
   void upload(const Buffer& buf, const void* host) override {
     bind();
-    ++op_seq_;  // may overwrite a buffer rounded into qx_
+    add_pending_sums();  // before anything may overwrite their output
+    ++op_seq_;  // may overwrite a buffer whose rounding an op left for the next product
     if (profile_) profile_close();
     if (buf.rows() == 0 || buf.cols() == 0) return;
     const size_t row = buf.row_bytes(), pitch = buf.stride_bytes();
@@ -239,6 +241,7 @@ class CudaBackend final : public Backend {
   void download(const Buffer& buf, void* host) override {
     bind();
     if (mode_ != Mode::Eager) fail(ErrorCode::InvalidArgument, "download inside a captured step");
+    add_pending_sums();
     if (buf.rows() == 0 || buf.cols() == 0) return;
     const size_t row = buf.row_bytes(), pitch = buf.stride_bytes();
     const size_t bytes = row * static_cast<size_t>(buf.rows());
@@ -254,6 +257,7 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override {
     bind();
+    add_pending_sums();
     if (profile_) profile_close();
     check_cuda(cudaStreamSynchronize(stream_), "synchronize");
   }
@@ -284,8 +288,9 @@ class CudaBackend final : public Backend {
   }
 
   void end_step(bool run) override {
-    if (mode_ == Mode::Eager) return;
     bind();
+    add_pending_sums();  // inside the captured step, if any
+    if (mode_ == Mode::Eager) return;
     Step& st = *step_;
     const Mode mode = mode_;
     mode_ = Mode::Eager;
@@ -396,10 +401,10 @@ class CudaBackend final : public Backend {
     const bool all_qgemm = std::all_of(ws.begin(), ws.end(), [&](const Weight* w) { return qgemm_type(as_cuda(*w).matrix); });
     if (n <= (all_qgemm ? gemv_rows_qgemm_ : gemv_rows_)) {
       // Decode, of one sequence or a few: the weights streamed once per kMaxGemvTokens rows, with
-      // activations rounded once (unless the op before did it: see produce_qx), one launch per
+      // activations rounded once (unless the op before did it: see produce_next), one launch per
       // run of weights of one type. Up to gemv_rows_ rows this beats dequantizing every matrix
       // for a GEMM.
-      const bool pre_rounded = rounded_by_previous_op(x);
+      const bool pre_rounded = made_by_previous_op(x, false);
       if (profile_) profile_op(n <= cuda::kMaxGemvTokens ? "matmul: gemv" : "matmul: gemv, rows in chunks");
       for (int64_t r0 = 0; r0 < n; r0 += cuda::kMaxGemvTokens) {
         const Buffer xr = x.rows_view(r0, std::min<int64_t>(cuda::kMaxGemvTokens, n - r0));
@@ -427,7 +432,7 @@ class CudaBackend final : public Backend {
         // Q4_0, Q8_0, Q4_K, Q6_K: tensor-core products straight from the stored weights, each
         // run of one type in one launch.
         if (profile_) profile_op("matmul: qgemm");
-        if (!x_loaded) cuda::qgemm_load_x(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qgemm_ws_, stream_);
+        if (!x_loaded && !made_by_previous_op(x, true)) cuda::qgemm_load_x(x.as<float>(), x.stride(), static_cast<int>(n), x.cols(), qgemm_ws_, stream_);
         x_loaded = true;
         cuda::QGemmOutput group[cuda::kMaxQGemmSegments];
         size_t g = 0;
@@ -436,7 +441,10 @@ class CudaBackend final : public Backend {
           if (!takes_qgemm(mi) || mi.type != m.type) break;
           group[g] = {&mi, outs[i].as<float>(), outs[i].stride()};
         }
-        cuda::qgemm_multi({group, g}, static_cast<int>(n), qgemm_ws_, stream_);
+        // A lone matrix's split sums are left for the op after (see add_pending_sums).
+        cuda::QGemmSums sums;
+        cuda::qgemm_multi({group, g}, static_cast<int>(n), qgemm_ws_, stream_, {}, ws.size() == 1 ? &sums : nullptr);
+        if (sums.splits > 1) pending_sums_ = {outs[0], sums};
         continue;
       }
       if (profile_) profile_op("matmul: gemm");
@@ -456,17 +464,21 @@ class CudaBackend final : public Backend {
     require_f32(x, "rms_norm");
     require_shape(out, x.rows(), x.cols(), "rms_norm", "out");
     cuda::add_rms_norm(x.as<float>(), x.stride(), nullptr, 0, vector_of(weight, x.cols(), "rms_norm"), eps, x.rows(), x.cols(),
-                       out.as<float>(), out.stride(), produce_qx(out), stream_);
+                       out.as<float>(), out.stride(), produce_next(out), stream_);
   }
 
   void add_rms_norm(const Buffer& x, const Buffer& h, const Weight& weight, float eps, const Buffer& out) override {
-    if (replaying("add_rms_norm")) return;
+    if (replaying("add_rms_norm", &h)) return;
     require_f32(x, "add_rms_norm");
     require_f32(h, "add_rms_norm");
     require_shape(h, x.rows(), x.cols(), "add_rms_norm", "h");
     require_shape(out, x.rows(), x.cols(), "add_rms_norm", "out");
-    cuda::add_rms_norm(x.as<float>(), x.stride(), h.as<float>(), h.stride(), vector_of(weight, x.cols(), "add_rms_norm"), eps,
-                       x.rows(), x.cols(), out.as<float>(), out.stride(), produce_qx(out), stream_);
+    // h straight from a split product's partial sums, when the product just before left them.
+    const cuda::QGemmSums sums = take_pending_sums(h);
+    const float* hp = sums.splits > 1 ? sums.part : h.as<float>();
+    const int64_t ldh = sums.splits > 1 ? sums.ld : h.stride();
+    cuda::add_rms_norm(x.as<float>(), x.stride(), hp, ldh, vector_of(weight, x.cols(), "add_rms_norm"), eps, x.rows(), x.cols(),
+                       out.as<float>(), out.stride(), produce_next(out), stream_, std::max(sums.splits, 1), sums.stride);
   }
 
   void layer_norm(const Buffer& x, const Weight& weight, const Weight& bias, float eps, const Buffer& out) override {
@@ -482,9 +494,9 @@ class CudaBackend final : public Backend {
   void silu_mul(const Buffer& gate, const Buffer& up, const Buffer& out) override {
     if (replaying("silu_mul")) return;
     require_binary(gate, up, out, "silu_mul");
-    if (cuda::QuantizedActivations* qx = produce_qx(out)) {
-      cuda::silu_mul_quantize(gate.as<float>(), gate.stride(), up.as<float>(), up.stride(), gate.rows(), gate.cols(), out.as<float>(),
-                              out.stride(), *qx, stream_);
+    if (const cuda::NextActivations next = produce_next(out); next.any()) {
+      cuda::silu_mul_next(gate.as<float>(), gate.stride(), up.as<float>(), up.stride(), gate.rows(), gate.cols(), out.as<float>(),
+                          out.stride(), next, stream_);
       return;
     }
     launch_binary(cuda::Binary::SiluMul, gate, up, out);
@@ -553,7 +565,7 @@ class CudaBackend final : public Backend {
       f16 = true;
     }
     cuda::attention(q.as<float>(), q.stride(), kd, vd, ld_kv, f16, ranges.as<int32_t>(), a, out.as<float>(), out.stride(), s, stream_,
-                    p.head_dim % 32 == 0 ? produce_qx(out) : nullptr);
+                    p.head_dim % 32 == 0 ? produce_next(out) : cuda::NextActivations{});
   }
 
   void softmax(const Buffer& x, const Buffer& out) override {
@@ -688,9 +700,11 @@ class CudaBackend final : public Backend {
   }
 
   // Every op starts here; it also counts the ops, so a product can tell whether the op just
-  // before it left its activations rounded in qx_.
-  bool replaying(const char* op) const {
+  // before it left its activations ready (see produce_next). A product's split sums left for the
+  // next op are added first, unless this op takes them from `consumes` itself.
+  bool replaying(const char* op, const Buffer* consumes = nullptr) {
     bind();
+    if (pending_sums_.sums.splits > 1 && (consumes == nullptr || !same_view(pending_sums_.out, *consumes))) add_pending_sums();
     ++op_seq_;
     if (profile_) profile_op(op);
     return mode_ == Mode::Replay;
@@ -733,21 +747,45 @@ class CudaBackend final : public Backend {
                    1000.0 * t.ms / static_cast<double>(t.calls), 100.0 * t.ms / std::max(total, 1e-9));
     }
   }
-  // An op writing `out` of a decode-sized batch also rounds it into qx_ for the product that may
-  // follow (null when out cannot be a product's input here).
-  cuda::QuantizedActivations* produce_qx(const Buffer& out) {
-    qx_of_ = {};
-    if (out.rows() > cuda::kMaxGemvTokens || out.cols() % 32 != 0) return nullptr;
-    qx_of_ = {out.data(), out.rows(), out.cols(), out.stride(), op_seq_};
-    return &qx_;
+  // An op writing `out` of a decode-sized batch also writes it as the activations of the product
+  // that may follow: rounded into qx_ for the gemv kernels, or in F16 for qgemm (none when out
+  // cannot be a product's input here).
+  cuda::NextActivations produce_next(const Buffer& out) {
+    next_of_ = {};
+    if (out.cols() % 32 != 0) return {};
+    if (out.rows() <= cuda::kMaxGemvTokens) {
+      next_of_ = {out.data(), out.rows(), out.cols(), out.stride(), op_seq_, false};
+      return {&qx_, nullptr};
+    }
+    if (out.rows() <= qgemm_rows_ && out.cols() % 128 == 0 && out.stride() % 4 == 0) {
+      next_of_ = {out.data(), out.rows(), out.cols(), out.stride(), op_seq_, true};
+      return {nullptr, cuda::qgemm_x_target(qgemm_ws_, static_cast<int>(out.rows()), out.cols())};
+    }
+    return {};
   }
-  bool rounded_by_previous_op(const Buffer& x) const {
-    return qx_of_.data == x.data() && qx_of_.rows == x.rows() && qx_of_.cols == x.cols() && qx_of_.stride == x.stride() &&
-           qx_of_.seq + 1 == op_seq_;
+  // Whether the op just before wrote x as a product's activations: qgemm's F16 (x16) or Q8_0.
+  bool made_by_previous_op(const Buffer& x, bool x16) const {
+    return next_of_.data == x.data() && next_of_.rows == x.rows() && next_of_.cols == x.cols() && next_of_.stride == x.stride() &&
+           next_of_.seq + 1 == op_seq_ && next_of_.x16 == x16;
+  }
+  // The split sums a product left for the op after it: added into its output by that op, or here
+  // (before any other op, copy or wait).
+  void add_pending_sums() {
+    if (pending_sums_.sums.splits <= 1) return;
+    const PendingSums p = std::exchange(pending_sums_, {});
+    cuda::qgemm_add_sums(p.sums, static_cast<int>(p.out.rows()), static_cast<int>(p.out.cols()), p.out.as<float>(), p.out.stride(), stream_);
+  }
+  static bool same_view(const Buffer& a, const Buffer& b) {
+    return a.data() == b.data() && a.rows() == b.rows() && a.cols() == b.cols() && a.stride() == b.stride();
+  }
+  cuda::QGemmSums take_pending_sums(const Buffer& out) {
+    if (pending_sums_.sums.splits <= 1 || !same_view(pending_sums_.out, out)) return {};
+    return std::exchange(pending_sums_, {}).sums;
   }
   // Changes whenever a scratch buffer moves: graphs captured before then are stale.
   uint64_t generation() const {
-    return x16_.moves + x_bf16_.moves + w16_.moves + attn_scratch_.moves + kv16_.moves + static_cast<uint64_t>(qx_.capacity);
+    return x16_.moves + x_bf16_.moves + w16_.moves + attn_scratch_.moves + kv16_.moves + static_cast<uint64_t>(qx_.capacity) +
+           qgemm_ws_.x16_capacity + qgemm_ws_.partial_capacity;
   }
 
   static constexpr size_t kStagingBytes = 64 << 10;
@@ -793,12 +831,18 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   cuda::QuantizedActivations qx_;
   cuda::QGemmWorkspace qgemm_ws_;
-  struct RoundedBuffer {
+  struct NextOf {
     const void* data = nullptr;
     int64_t rows = 0, cols = 0, stride = 0;
     uint64_t seq = 0;
+    bool x16 = false;  // in qgemm_ws_ (else in qx_)
   };
-  RoundedBuffer qx_of_;          // what qx_ holds, and the op that wrote it
+  NextOf next_of_;               // the buffer an op also wrote as a product's activations, and that op
+  struct PendingSums {
+    Buffer out;
+    cuda::QGemmSums sums;
+  };
+  PendingSums pending_sums_;     // a split product's sums not yet added into its output
   mutable uint64_t op_seq_ = 0;  // ops so far (see replaying)
   Scratch x16_, x_bf16_, w16_, attn_scratch_, kv16_;
   std::vector<std::pair<std::vector<float>, std::shared_ptr<void>>> freq_factors_;

@@ -62,6 +62,14 @@ __device__ __forceinline__ const Segment& segment_of_unit(const Segment (&seg)[3
   return s == 0 ? seg[0] : s == 1 ? seg[1] : seg[2];
 }
 
+// ---- qgemm's activations ----
+// Where element (t, c) of [n][cols] activations sits in qgemm's F16 operand: each run of 16 is
+// stored as its even elements, then its odd ones (the order in which the tensor cores take a
+// thread's word of weights). Ops that make a product's input may write it there directly.
+__device__ __forceinline__ int64_t qgemm_x_index(int64_t t, int64_t c, int64_t cols) {
+  return t * cols + (c & ~int64_t{15}) + (c & 1) * 8 + ((c & 15) >> 1);
+}
+
 // ---- programmatic dependent launch (sm_90 and newer) ----
 // Every kernel goes through launch(): on Hopper it may start while the kernel before it in the
 // stream is still running, so a step's hundreds of small kernels do not each pay a full drain and

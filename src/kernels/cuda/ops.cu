@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <climits>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 
@@ -17,6 +18,7 @@
 #include "device_util.cuh"
 #include "vireo/core/error_types.h"
 #include "vireo/kernels/cuda/ops.h"
+#include "vireo/kernels/cuda/qgemm.h"
 
 namespace vireo::cuda {
 namespace {
@@ -59,6 +61,23 @@ __device__ float block_max(float v, float* shared32) {
   v = lane < n_warps ? shared32[lane] : -FLT_MAX;
   return warp_max(v);
 }
+
+// An op's output also written as the next product's activations (see NextActivations): Q8_0
+// blocks (every lane of a warp must call put for one block of 32 together) and/or qgemm's F16.
+struct Rounding {
+  int8_t* q = nullptr;
+  float* d = nullptr;
+  float* s = nullptr;
+  __half* x16 = nullptr;
+  Rounding() = default;
+  explicit Rounding(const NextActivations& next)
+      : q(next.qx != nullptr ? next.qx->q : nullptr), d(next.qx != nullptr ? next.qx->d : nullptr),
+        s(next.qx != nullptr ? next.qx->s : nullptr), x16(static_cast<__half*>(next.x16)) {}
+  __device__ __forceinline__ void put(float v, int64_t row, int64_t col, int64_t cols) const {
+    if (q != nullptr) quantize_block_q8(v, static_cast<size_t>((row * cols + col) / 32), threadIdx.x % kWarp, q, d, s);
+    if (x16 != nullptr) x16[qgemm_x_index(row, col, cols)] = __float2half_rn(v);
+  }
+};
 
 WeightView view_of(const DeviceMatrix& m) {
   return WeightView{m.type, static_cast<const uint8_t*>(m.levels), static_cast<const __half*>(m.scales), m.cols,
@@ -158,42 +177,58 @@ __global__ void add_bias_kernel(float* x, int64_t ldx, int64_t rows, int64_t col
 
 constexpr int kRowThreads = 256;
 
-// x += h (when h is given), out = rms_norm(x) * w, and out rounded to Q8_0 blocks into xq/xd/xs
-// (when given; cols a multiple of 32): a residual add, the next norm and the next product's
-// activations in one launch. A decode step has one row, so one block does all of it: every load
-// is issued before the first store (x and out may be the same buffer, so no __restrict__ lets
-// the compiler do it) and the row stays in registers, up to kNormRegs elements per thread.
+// x += h (when h is given; the sum of h_splits arrays h_stride apart: a split product's partial
+// sums), out = rms_norm(x) * w, and out also written as the next product's activations (rd): a
+// residual add, the next norm and the next product's input in one launch. A decode step has one
+// row, so one block does all of it: every load is issued before the first store (x and out may be
+// the same buffer, so no __restrict__ lets the compiler do it) and the row stays in registers, up
+// to kNormRegs elements per thread.
 constexpr int kNormRegs = 8;
-__global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t cols,
-                                    float* out, int64_t ldo, int8_t* xq, float* xd, float* xs) {
+__device__ __forceinline__ float summed(const float* h, int64_t c, int splits, int64_t stride) {
+  float a = h[c];
+  for (int sp = 1; sp < splits; ++sp) a += h[sp * stride + c];
+  return a;
+}
+__global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, int h_splits, int64_t h_stride, const float* w,
+                                    float eps, int64_t cols, float* out, int64_t ldo, Rounding rd) {
   kernel_prologue();
   __shared__ float sh[32];
   float* xr = x + blockIdx.x * ldx;
   const float* hr = h != nullptr ? h + blockIdx.x * ldh : nullptr;
   float* o = out + blockIdx.x * ldo;
-  const int64_t nb = cols / 32;
   const int64_t step = blockDim.x;
-  float v[kNormRegs], wv[kNormRegs];
+  float v[kNormRegs], hv[kNormRegs], wv[kNormRegs];
   float ss = 0;
   if (cols <= kNormRegs * step) {
 #pragma unroll
     for (int k = 0; k < kNormRegs; ++k) {
       const int64_t c = threadIdx.x + k * step;
       v[k] = c < cols ? xr[c] : 0.0f;
-      if (hr != nullptr && c < cols) v[k] += hr[c];
+      hv[k] = hr != nullptr && c < cols ? hr[c] : 0.0f;
       wv[k] = c < cols ? w[c] : 0.0f;
+    }
+    // Further partial sums in a pass of their own, so that the loads above go out together.
+    for (int sp = 1; sp < h_splits; ++sp) {
+#pragma unroll
+      for (int k = 0; k < kNormRegs; ++k) {
+        const int64_t c = threadIdx.x + k * step;
+        if (c < cols) hv[k] += hr[sp * h_stride + c];
+      }
     }
 #pragma unroll
     for (int k = 0; k < kNormRegs; ++k) {
       const int64_t c = threadIdx.x + k * step;
-      if (hr != nullptr && c < cols) xr[c] = v[k];
+      if (hr != nullptr && c < cols) {
+        v[k] += hv[k];
+        xr[c] = v[k];
+      }
       ss += v[k] * v[k];
     }
   } else {
     for (int64_t c = threadIdx.x; c < cols; c += step) {
       float a = xr[c];
       if (hr != nullptr) {
-        a += hr[c];
+        a += summed(hr, c, h_splits, h_stride);
         xr[c] = a;
       }
       ss += a * a;
@@ -209,27 +244,28 @@ __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64
       if (c - threadIdx.x % kWarp >= cols) break;  // whole warps leave together
       const float r = v[k] * inv * wv[k];
       if (c < cols) o[c] = r;
-      if (xq != nullptr) quantize_block_q8(r, static_cast<size_t>(blockIdx.x * nb + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+      rd.put(r, blockIdx.x, c, cols);
     }
   } else {
     for (int64_t c = threadIdx.x; c < cols; c += step) {
       const float r = xr[c] * inv * w[c];
       o[c] = r;
-      if (xq != nullptr) quantize_block_q8(r, static_cast<size_t>(blockIdx.x * nb + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+      rd.put(r, blockIdx.x, c, cols);
     }
   }
 }
 
-// out = silu(gate) * up (as binary_kernel computes it), rounded to Q8_0 blocks into xq/xd/xs.
-__global__ void silu_mul_q8_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t cols, float* out, int64_t ldo,
-                                   int8_t* xq, float* xd, float* xs) {
+// out = silu(gate) * up (as binary_kernel computes it), also written as the next product's
+// activations (rd).
+__global__ void silu_mul_next_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t cols, float* out, int64_t ldo,
+                                     Rounding rd) {
   kernel_prologue();
   const int64_t r = blockIdx.y, c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= cols) return;  // whole warps: cols is a multiple of 32
   const float x = g[r * ldg + c];
   const float y = x / (1.0f + expf(-x)) * u[r * ldu + c];
   out[r * ldo + c] = y;
-  quantize_block_q8(y, static_cast<size_t>(r * (cols / 32) + c / 32), threadIdx.x % kWarp, xq, xd, xs);
+  rd.put(y, r, c, cols);
 }
 
 __global__ void layer_norm_kernel(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t cols,
@@ -379,14 +415,6 @@ __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int
 // The attention output rounded to Q8_0 blocks for the product that follows (the output
 // projection), as quantize_activations rounds it; off when q is null. Threads of a warp must
 // hold 32 consecutive elements of a row (head sizes a multiple of 32).
-struct Rounding {
-  int8_t* q = nullptr;
-  float* d = nullptr;
-  float* s = nullptr;
-  __device__ __forceinline__ void put(float v, int64_t row, int64_t col, int64_t cols) const {
-    if (q != nullptr) quantize_block_q8(v, static_cast<size_t>((row * cols + col) / 32), threadIdx.x % kWarp, q, d, s);
-  }
-};
 
 constexpr int kAttnWarps = 4;
 
@@ -400,12 +428,13 @@ __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
 }
 
 // Keys [k0, k1) of query row i's range that split `split` of n_split covers.
+// Splits start at whole multiples of `align` keys from the range's start.
 __device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int64_t n_keys, int split, int n_split, int64_t& k0,
-                                           int64_t& k1) {
+                                           int64_t& k1, int align = 1) {
   const int64_t begin = ranges[2 * i];
   int64_t count = ranges[2 * i + 1];
   if (begin < 0 || count < 0 || begin + count > n_keys) count = 0;  // the runtime checks ranges
-  const int64_t chunk = (count + n_split - 1) / n_split;
+  const int64_t chunk = ((count + n_split - 1) / n_split + align - 1) / align * align;
   k0 = begin + split * chunk;
   k1 = min(begin + count, k0 + chunk);
 }
@@ -489,15 +518,16 @@ __device__ void combine_head(int64_t i, int h, int n_head, int head_dim, int n_s
 
 // The end of a split decode-attention block when its launch merges in place (counters given; up
 // to kFusedMergeSplits splits, see attention()): flash-decoding without a second launch. Each block
-// counts itself done for its (row, blockIdx.y) once its partials are visible; the last of the
-// n_split merges heads [h0, h0 + nh) and rearms the counter for the next launch.
-__device__ void merge_if_last(unsigned* counters, int64_t i, int h0, int nh, int n_head, int head_dim, int n_split,
+// counts itself done for its (row, head block) once its partials are visible; the last of the
+// n_split merges heads [h0, h0 + nh) and rearms the counter for the next launch. A row's counters
+// are one per head block: `hb` of `n_hb`.
+__device__ void merge_if_last(unsigned* counters, int64_t i, int hb, int n_hb, int h0, int nh, int n_head, int head_dim, int n_split,
                               const float* part_acc, const float* part_ml, float* out, int64_t ldo, const Rounding& rd) {
   __shared__ bool last;
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned* c = counters + i * gridDim.y + blockIdx.y;
+    unsigned* c = counters + i * n_hb + hb;
     last = atomicAdd(c, 1u) == static_cast<unsigned>(n_split - 1);
     if (last) *c = 0;
   }
@@ -611,7 +641,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_kernel(const floa
   for (int t = 0; t < DT; ++t) sacc[warp][lane + 32 * t] = acc[t];
   __syncthreads();
   store_merged<DT>(sm, sl, sacc, i, h, head_dim, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
-  if (counters != nullptr) merge_if_last(counters, i, h, 1, n_head, head_dim, n_split, part_acc, part_ml, out, ldo, rd);
+  if (counters != nullptr) merge_if_last(counters, i, h, n_head, h, 1, n_head, head_dim, n_split, part_acc, part_ml, out, ldo, rd);
 }
 
 // The same over a KV head's whole query group: block (row i, KV head, split), G >= group query
@@ -714,7 +744,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_kernel(cons
     store_merged<DT>(ms, ls, sacc, i, kvh * group + g, head_dim, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
     __syncthreads();  // sacc is reused by the next head
   }
-  if (counters != nullptr) merge_if_last(counters, i, kvh * group, group, n_head, head_dim, n_split, part_acc, part_ml, out, ldo, rd);
+  if (counters != nullptr) merge_if_last(counters, i, kvh, gridDim.y, kvh * group, group, n_head, head_dim, n_split, part_acc, part_ml, out, ldo, rd);
 }
 
 // The group kernel for the common shape, head size 128 over an F16 cache: half-warps take keys
@@ -849,7 +879,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
     store_merged<D / 32, kAttnStreams>(ms, ls, sacc, i, kvh * group + g, D, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
     __syncthreads();  // sacc is reused by the next head
   }
-  if (counters != nullptr) merge_if_last(counters, i, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
+  if (counters != nullptr) merge_if_last(counters, i, kvh, gridDim.y, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
 }
 
 // ---------------------------------------------------------------- attention for prefill (tensor cores)
@@ -1267,16 +1297,18 @@ struct GroupMmaSlot {
   __half k[kGroupMmaKeys][kGroupMmaLd];
   __half v[kGroupMmaKeys][kGroupMmaLd];
 };
+// Blocks of 4 warps: blocks of 2 (six an SM) were within 3% (H100, 64 rows over 1,024 keys).
+constexpr int kGroupMmaWarps = kAttnWarps;
 struct GroupMmaMerge {
-  float m[kAttnWarps][8], l[kAttnWarps][8];
-  float acc[8][kAttnWarps][128];  // [head][warp][element]
+  float m[kGroupMmaWarps][8], l[kGroupMmaWarps][8];
+  float acc[8][kGroupMmaWarps][128];  // [head][warp][element]
 };
 // Two slots a warp (one loading while one computes) let three blocks share an SM; three slots and
 // two blocks were 1% slower on an H100.
 constexpr int kGroupMmaSlots = 2;
-constexpr size_t kGroupMmaSmem = std::max(sizeof(GroupMmaSlot) * kGroupMmaSlots * kAttnWarps, sizeof(GroupMmaMerge));
+constexpr size_t kGroupMmaSmem = std::max(sizeof(GroupMmaSlot) * kGroupMmaSlots * kGroupMmaWarps, sizeof(GroupMmaMerge));
 
-__global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(const float* q, int64_t ldq, const __half* k,
+__global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_kernel(const float* q, int64_t ldq, const __half* k,
                                                                               const __half* v, int64_t ld_kv, const int32_t* ranges,
                                                                               int n_head, int group, float scale, KvPages pages,
                                                                               float* out, int64_t ldo, float* part_acc, float* part_ml,
@@ -1284,15 +1316,43 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
   kernel_prologue();
   constexpr int D = 128, KD = D / 16, ND = D / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  const int64_t i = blockIdx.x;
-  const int kvh = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
+  // Heads vary fastest over the grid: the blocks that run together read whole cache rows (every
+  // KV head of a cell) rather than one head's 256 bytes of each.
+  const int64_t i = blockIdx.y;
+  const int kvh = blockIdx.x, split = blockIdx.z, n_split = gridDim.z;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t4 = lane % 4;
   GroupMmaSlot* slot = reinterpret_cast<GroupMmaSlot*>(smem_raw) + kGroupMmaSlots * warp;
   int64_t k0, k1;
-  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
+  split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1, kGroupMmaKeys);
   const int64_t kv_off = static_cast<int64_t>(kvh) * D;
 
-  // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16.
+  // Warp w takes tiles w, w + kGroupMmaWarps, ...; a lane copies 16 bytes of K and of V per step of its loop.
+  // A tile within one block of the cache's table (the usual case: blocks of 16 or more cells, tiles
+  // starting at multiples of 16) looks its block up once.
+  auto load_tile = [&](int64_t j0, GroupMmaSlot& s) {
+    const bool one_block = pages.blocks == nullptr || (j0 >> pages.block_shift) == ((j0 + kGroupMmaKeys - 1) >> pages.block_shift);
+    const int64_t base = pages.row(j0);
+#pragma unroll
+    for (int idx = lane; idx < kGroupMmaKeys * D / 8; idx += kWarp) {
+      const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const int64_t j = j0 + r;
+      const bool ok = j < k1;
+      const int64_t src = (ok ? (one_block ? base + r : pages.row(j)) : 0) * ld_kv + kv_off + c;
+      cp_async16_zfill(&s.k[r][c], k + src, ok);
+      cp_async16_zfill(&s.v[r][c], v + src, ok);
+    }
+  };
+  constexpr int64_t kStride = int64_t{kGroupMmaKeys} * kGroupMmaWarps;
+  float o[ND][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int64_t first = k0 + warp * kGroupMmaKeys;
+#pragma unroll
+  for (int t = 0; t + 1 < kGroupMmaSlots; ++t) {
+    if (first + t * kStride < k1) load_tile(first + t * kStride, slot[t]);
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16: loaded while the
+  // first keys are on their way.
   uint32_t qa[KD][4];
 #pragma unroll
   for (int dt = 0; dt < KD; ++dt) {
@@ -1303,27 +1363,6 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
       if (hr < group) f = *reinterpret_cast<const float2*>(q + i * ldq + static_cast<int64_t>(kvh * group + hr) * D + d);
       qa[dt][x] = pack_half2(f.x * scale, f.y * scale);
     }
-  }
-  // Warp w takes tiles w, w + 4, ...; a lane copies 16 bytes of K and of V per step of its loop.
-  auto load_tile = [&](int64_t j0, GroupMmaSlot& s) {
-#pragma unroll
-    for (int idx = lane; idx < kGroupMmaKeys * D / 8; idx += kWarp) {
-      const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
-      const int64_t j = j0 + r;
-      const bool ok = j < k1;
-      const int64_t src = (ok ? pages.row(j) : 0) * ld_kv + kv_off + c;
-      cp_async16_zfill(&s.k[r][c], k + src, ok);
-      cp_async16_zfill(&s.v[r][c], v + src, ok);
-    }
-  };
-  constexpr int64_t kStride = int64_t{kGroupMmaKeys} * kAttnWarps;
-  float o[ND][4] = {};
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int64_t first = k0 + warp * kGroupMmaKeys;
-#pragma unroll
-  for (int t = 0; t + 1 < kGroupMmaSlots; ++t) {
-    if (first + t * kStride < k1) load_tile(first + t * kStride, slot[t]);
-    asm volatile("cp.async.commit_group;\n" ::);
   }
   int step = 0;
   for (int64_t j0 = first; j0 < k1; j0 += kStride, ++step) {
@@ -1366,12 +1405,12 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group_mma_kernel(
   }
   __syncthreads();
   for (int hr = 0; hr < group; ++hr) {
-    float ms[kAttnWarps], ls[kAttnWarps];
+    float ms[kGroupMmaWarps], ls[kGroupMmaWarps];
 #pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) ms[w] = mg.m[w][hr], ls[w] = mg.l[w][hr];
-    store_merged<D / 32, kAttnWarps>(ms, ls, mg.acc[hr], i, kvh * group + hr, D, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
+    for (int w = 0; w < kGroupMmaWarps; ++w) ms[w] = mg.m[w][hr], ls[w] = mg.l[w][hr];
+    store_merged<D / 32, kGroupMmaWarps>(ms, ls, mg.acc[hr], i, kvh * group + hr, D, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
   }
-  if (counters != nullptr) merge_if_last(counters, i, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
+  if (counters != nullptr) merge_if_last(counters, i, kvh, gridDim.x, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
 }
 
 // Rows from which decode attention over a group runs on tensor cores (VIREO_CUDA_ATTN_MMA_ROWS;
@@ -1406,6 +1445,10 @@ int attention_block_heads(const AttentionShape& a) {
 size_t merge_counter_slots() { return static_cast<size_t>(8 * sm_count()); }
 
 int attention_splits(const AttentionShape& a) {
+  static const int forced = [] {  // VIREO_CUDA_ATTN_SPLITS: splits of every split launch, for tuning
+    const char* e = std::getenv("VIREO_CUDA_ATTN_SPLITS");
+    return e != nullptr ? std::clamp(std::atoi(e), 0, kMaxSplits) : 0;
+  }();
   const int block_heads = attention_block_heads(a);
   const int64_t blocks = a.rows * (block_heads > 1 ? a.n_head_kv : a.n_head);
   if (blocks >= 8 * sm_count()) return 1;
@@ -1414,6 +1457,7 @@ int attention_splits(const AttentionShape& a) {
   const int64_t keys = a.max_keys > 0 ? std::min(a.max_keys, a.pages.n_keys) : a.pages.n_keys;
   const int64_t by_len = (keys + 15) / 16;
   const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
+  if (forced > 0) return forced;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
 }
 
@@ -1430,13 +1474,14 @@ void launch_attention(const float* q, int64_t ldq, const void* k, const void* v,
       if (f16 && a.head_dim == 128 && aligned) {
         const auto* kh = static_cast<const __half*>(k);
         const auto* vh = static_cast<const __half*>(v);
-        if (a.rows >= group_mma_rows() && ldq % 2 == 0 && reinterpret_cast<uintptr_t>(q) % 8 == 0) {
+        if (a.rows >= group_mma_rows() && a.rows <= 65535 && ldq % 2 == 0 && reinterpret_cast<uintptr_t>(q) % 8 == 0) {
+          const dim3 heads_first(grid.y, grid.x, grid.z);
           static const bool configured = [] {  // over 48 KiB of shared memory needs opting in
             cudaFuncSetAttribute(attention_group_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kGroupMmaSmem));
             return true;
           }();
           (void)configured;
-          launch(attention_group_mma_kernel, grid, kAttnWarps * kWarp, kGroupMmaSmem, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group,
+          launch(attention_group_mma_kernel, heads_first, kGroupMmaWarps * kWarp, kGroupMmaSmem, s, q, ldq, kh, vh, ld_kv, ranges, a.n_head, group,
                  a.scale, a.pages, out, ldo, part_acc, part_ml, counters, rd);
           return;
         }
@@ -1515,32 +1560,36 @@ void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bi
   check_launch("add_bias");
 }
 
-void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,
-                  float* out, int64_t ldo, QuantizedActivations* qx, Stream s) {
-  if (rows == 0) return;
-  if (qx != nullptr) {
-    if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda add_rms_norm: rounding needs whole blocks of 32 columns");
-    qx->ensure(static_cast<size_t>(rows * (cols / 32)));
-    qx->n_tokens = static_cast<int>(rows);
-    qx->cols = cols;
+// Sizes qx for rows x cols rounded activations (cols whole blocks of 32); `what` names the op.
+void prepare_next(const NextActivations& next, int64_t rows, int64_t cols, const char* what) {
+  if (!next.any()) return;
+  if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, std::string("cuda ") + what + ": the next product's activations need whole blocks of 32 columns");
+  if (next.qx != nullptr) {
+    next.qx->ensure(static_cast<size_t>(rows * (cols / 32)));
+    next.qx->n_tokens = static_cast<int>(rows);
+    next.qx->cols = cols;
   }
+}
+
+void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,
+                  float* out, int64_t ldo, NextActivations next, Stream s, int h_splits, int64_t h_stride) {
+  if (rows == 0) return;
+  prepare_next(next, rows, cols, "add_rms_norm");
   // Enough threads that a row of up to 8k fits in registers (4 elements each at 4096).
   const int threads = static_cast<int>(std::clamp<int64_t>((cols / 4 + 31) / 32 * 32, 32, 1024));
-  launch(add_rms_norm_kernel, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, w, eps, cols, out, ldo, qx != nullptr ? qx->q : nullptr, qx != nullptr ? qx->d : nullptr,
-      qx != nullptr ? qx->s : nullptr);
+  launch(add_rms_norm_kernel, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, std::max(h_splits, 1), h_stride, w, eps,
+         cols, out, ldo, Rounding(next));
   check_launch("add_rms_norm");
 }
 
-void silu_mul_quantize(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
-                       int64_t ldo, QuantizedActivations& qx, Stream s) {
+void silu_mul_next(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
+                   int64_t ldo, NextActivations next, Stream s) {
   if (rows == 0) return;
-  if (cols % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda silu_mul_quantize: needs whole blocks of 32 columns");
-  qx.ensure(static_cast<size_t>(rows * (cols / 32)));
-  qx.n_tokens = static_cast<int>(rows);
-  qx.cols = cols;
+  if (!next.any()) throw Error(ErrorCode::InvalidArgument, "cuda silu_mul_next: no activations to write");
+  prepare_next(next, rows, cols, "silu_mul_next");
   const dim3 grid(blocks_for(cols, 256), static_cast<unsigned>(rows));
-  launch(silu_mul_q8_kernel, grid, 256, 0, st(s), gate, ldg, up, ldu, cols, out, ldo, qx.q, qx.d, qx.s);
-  check_launch("silu_mul_quantize");
+  launch(silu_mul_next_kernel, grid, 256, 0, st(s), gate, ldg, up, ldu, cols, out, ldo, Rounding(next));
+  check_launch("silu_mul_next");
 }
 
 void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols, float* out,
@@ -1600,17 +1649,13 @@ size_t attention_scratch_floats(const AttentionShape& a) {
 }
 
 void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
-               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, QuantizedActivations* qx) {
+               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, NextActivations next) {
   if (a.rows == 0) return;
-  Rounding rd;
-  if (qx != nullptr) {
-    if (a.head_dim % 32 != 0) throw Error(ErrorCode::InvalidArgument, "cuda attention: rounding needs head sizes that are whole blocks");
-    const int64_t cols = int64_t{a.n_head} * a.head_dim;
-    qx->ensure(static_cast<size_t>(a.rows * (cols / 32)));
-    qx->n_tokens = static_cast<int>(a.rows);
-    qx->cols = cols;
-    rd = Rounding{qx->q, qx->d, qx->s};
+  if (next.any() && a.head_dim % 32 != 0) {
+    throw Error(ErrorCode::InvalidArgument, "cuda attention: the next product's activations need head sizes that are whole blocks of 32");
   }
+  prepare_next(next, a.rows, int64_t{a.n_head} * a.head_dim, "attention");
+  const Rounding rd(next);
   if (a.head_dim > 256) throw Error(ErrorCode::Unsupported, "cuda attention: head size " + std::to_string(a.head_dim) + " > 256");
   // Many query rows (prefill, encoders): tensor cores, for the head sizes they are built for.
   const bool aligned = ld_kv % 8 == 0 && reinterpret_cast<uintptr_t>(k) % 16 == 0 && reinterpret_cast<uintptr_t>(v) % 16 == 0;
@@ -1623,7 +1668,9 @@ void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_
       launch_flash<128>(q, ldq, k, v, ld_kv, ranges, a, out, ldo, st(s));
     }
     check_launch("flash attention");
-    if (qx != nullptr) quantize_activations(out, ldo, static_cast<int>(a.rows), int64_t{a.n_head} * a.head_dim, *qx, s);
+    const int64_t cols = int64_t{a.n_head} * a.head_dim;
+    if (next.qx != nullptr) quantize_activations(out, ldo, static_cast<int>(a.rows), cols, *next.qx, s);
+    if (next.x16 != nullptr) qgemm_write_x(out, ldo, static_cast<int>(a.rows), cols, next.x16, s);
     return;
   }
   const int splits = attention_splits(a);

@@ -640,6 +640,7 @@ struct Run {
   QGemmWorkspace& ws;
   int splits;  // 0: chosen by the grid's size
   cudaStream_t st;
+  QGemmSums* deferred;  // non-null: leave a split product's sums for the next op (one matrix)
 };
 
 // Launches `kernel` (tiles of L::kRows x L::kTokens, stages of L::KB blocks) over the run's
@@ -681,7 +682,13 @@ void launch_tiles(const Run& run, Kernel kernel) {
     part = run.ws.partial;
   }
   launch(kernel, grid, L::kThreads, L::kSmem, run.st, job, static_cast<const __half*>(run.ws.x16), n, nb, part, count, per_split);
-  if (splits > 1) launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, job, part, splits, count);
+  if (run.deferred != nullptr) *run.deferred = {};
+  if (splits == 1) return;
+  if (run.deferred != nullptr && job.n_seg == 1) {
+    *run.deferred = QGemmSums{part, splits, count, job.total_rows};
+    return;
+  }
+  launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, run.st, job, part, splits, count);
 }
 
 template <class C, WFmt F>
@@ -772,8 +779,8 @@ bool qgemm_supports(const DeviceMatrix& w) {
   return type && w.cols % kMinStageCols == 0 && w.rows > 0;
 }
 
-void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s) {
-  if (cols % kMinStageCols != 0 || ldx % 4 != 0) {
+void* qgemm_x_target(QGemmWorkspace& ws, int n_tokens, int64_t cols) {
+  if (cols % kMinStageCols != 0) {
     throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations of " + std::to_string(cols) + " columns are not whole runs of 128");
   }
   const size_t halves = static_cast<size_t>(n_tokens) * static_cast<size_t>(cols);
@@ -785,14 +792,38 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
   }
   ws.n_tokens = n_tokens;
   ws.cols = cols;
+  return ws.x16;
+}
+
+void qgemm_write_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, void* x16, Stream s) {
+  if (cols % 16 != 0 || ldx % 4 != 0) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations must be whole runs of 16, 16-byte aligned");
   const int64_t runs = static_cast<int64_t>(n_tokens) * (cols / 16);
   if (runs == 0) return;
   launch(convert_x, static_cast<unsigned>((runs + 255) / 256), 256, 0, static_cast<cudaStream_t>(s), x, ldx, n_tokens, cols,
-                                                                                                static_cast<__half*>(ws.x16));
+         static_cast<__half*>(x16));
   check(cudaGetLastError(), "qgemm convert launch");
 }
 
-void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt) {
+void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s) {
+  if (ldx % 4 != 0) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations' row stride must be a multiple of 4");
+  qgemm_write_x(x, ldx, n_tokens, cols, qgemm_x_target(ws, n_tokens, cols), s);
+}
+
+void qgemm_add_sums(const QGemmSums& sums, int n_tokens, int rows, float* y, int64_t ldy, Stream s) {
+  if (sums.splits <= 1) return;
+  if (sums.ld != rows) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: split sums of another shape");
+  QJob job{};
+  job.n_seg = 1;
+  job.seg[0] = QSegment{nullptr, nullptr, y, ldy, rows, 0};
+  job.total_rows = rows;
+  const int64_t count = static_cast<int64_t>(n_tokens) * rows;
+  if (count != sums.stride) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: split sums of another shape");
+  launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, static_cast<cudaStream_t>(s), job, sums.part, sums.splits,
+         count);
+  check(cudaGetLastError(), "qgemm sums launch");
+}
+
+void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt, QGemmSums* deferred) {
   if (outs.empty() || outs.size() > static_cast<size_t>(kMaxQGemmSegments)) {
     throw Error(ErrorCode::InvalidArgument, "cuda qgemm: 1 to 3 matrices per launch");
   }
@@ -806,8 +837,9 @@ void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace
   if (ws.cols != w.cols || ws.n_tokens < n_tokens) {
     throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations were not loaded for this product (qgemm_load_x)");
   }
+  if (deferred != nullptr) *deferred = {};
   if (n_tokens <= 0) return;
-  const Run run{outs, n_tokens, ws, opt.splits, static_cast<cudaStream_t>(s)};
+  const Run run{outs, n_tokens, ws, opt.splits, static_cast<cudaStream_t>(s), deferred};
   switch (w.type) {
     case DType::Q4_0: launch_tile<WFmt::Q4_0>(opt.tile, run); break;
     case DType::Q8_0: launch_tile<WFmt::Q8_0>(opt.tile, run); break;

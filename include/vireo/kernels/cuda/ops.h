@@ -25,14 +25,24 @@ void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb,
             int64_t cols, Stream s);
 // x[r, :] += bias.
 void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s);
-// x += h (h null: no add); out = rms_norm(x) * w; with qx, out is also rounded into qx exactly as
-// quantize_activations rounds it (cols a multiple of 32). A decoder's residual add, its next norm
-// and the next product's activations in one launch.
+// Where an op also writes its output as the next product's activations, so that the product
+// skips preparing them: rounded into qx exactly as quantize_activations rounds it (for the gemv
+// kernels), and/or as F16 at x16 exactly as qgemm_load_x converts it (see qgemm_x_target).
+// Needs cols a multiple of 32.
+struct NextActivations {
+  QuantizedActivations* qx = nullptr;
+  void* x16 = nullptr;
+  bool any() const { return qx != nullptr || x16 != nullptr; }
+};
+
+// x += h (h null: no add); out = rms_norm(x) * w, also written as `next`. A decoder's residual add,
+// its next norm and the next product's activations in one launch. h may be a split product's
+// partial sums (see QGemmSums): h_splits arrays h_stride floats apart, added here.
 void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const float* w, float eps, int64_t rows, int64_t cols,
-                  float* out, int64_t ldo, QuantizedActivations* qx, Stream s);
-// out = silu(gate) * up, also rounded into qx as quantize_activations rounds it (cols a multiple of 32).
-void silu_mul_quantize(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
-                       int64_t ldo, QuantizedActivations& qx, Stream s);
+                  float* out, int64_t ldo, NextActivations next, Stream s, int h_splits = 1, int64_t h_stride = 0);
+// out = silu(gate) * up, also written as `next` (at least one of its outputs).
+void silu_mul_next(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t rows, int64_t cols, float* out,
+                   int64_t ldo, NextActivations next, Stream s);
 void layer_norm(const float* x, int64_t ldx, const float* w, const float* b, float eps, int64_t rows, int64_t cols,
                 float* out, int64_t ldo, Stream s);
 void softmax(const float* x, int64_t ldx, int64_t rows, int64_t cols, float* out, int64_t ldo, Stream s);
@@ -70,10 +80,10 @@ size_t attention_scratch_floats(const AttentionShape& a);
 // Query row i attends to keys [ranges[2i], ranges[2i] + ranges[2i+1]), at the cache rows a.pages maps
 // them to. q/out [rows, n_head*head_dim]; k/v [cells, n_head_kv*head_dim] F16 or F32. Long ranges are split across blocks and combined
 // (flash-decoding); the launch shape depends only on `a`, so it can be captured in a graph.
-// qx (optional): out also rounded into it as quantize_activations rounds it (head sizes a multiple
-// of 32), for the output projection that follows.
+// next (optional): out also written as the output projection's activations (head sizes a
+// multiple of 32).
 void attention(const float* q, int64_t ldq, const void* k, const void* v, int64_t ld_kv, bool f16, const int32_t* ranges,
-               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, QuantizedActivations* qx = nullptr);
+               const AttentionShape& a, float* out, int64_t ldo, float* scratch, Stream s, NextActivations next = {});
 
 // F16 x F16 -> F32 GEMM throughput of cuBLAS on device 0, n x n x n, TFLOP/s (the roofline probe).
 double gemm_f16_tflops(int n, int iters);

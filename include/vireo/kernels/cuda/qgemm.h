@@ -48,6 +48,22 @@ bool qgemm_supports(const DeviceMatrix& w);
 
 // Loads x [n_tokens][ldx] (F32) into ws as the F16 operand of the products that follow.
 void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s);
+// The same in two parts, for an op that writes the products' operand itself: room in ws for
+// n_tokens x cols activations (returned), and x written there as qgemm_load_x writes it (each run
+// of 16 as its even elements, then its odd ones, rounded to F16). cols: whole runs of 128.
+void* qgemm_x_target(QGemmWorkspace& ws, int n_tokens, int64_t cols);
+void qgemm_write_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, void* x16, Stream s);
+
+// A split product's sums, left unadded (see qgemm_multi): y[t][r] is the sum over s < splits of
+// part[s * stride + t * ld + r]. splits 0: none left, y holds the result.
+struct QGemmSums {
+  const float* part = nullptr;
+  int splits = 0;
+  int64_t stride = 0;
+  int64_t ld = 0;
+};
+// Adds them into y [n_tokens][ldy] (rows values a token).
+void qgemm_add_sums(const QGemmSums& sums, int n_tokens, int rows, float* y, int64_t ldy, Stream s);
 
 // One matrix of a multi-matrix product and where its result goes ([n_tokens][ldy]).
 struct QGemmOutput {
@@ -57,8 +73,11 @@ struct QGemmOutput {
 };
 constexpr int kMaxQGemmSegments = 3;
 // y_i = x · W_iᵀ for 1 to kMaxQGemmSegments matrices of one type and width in one launch (q/k/v,
-// gate/up): more CTAs per launch, so fewer split products.
-void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {});
+// gate/up): more CTAs per launch, so fewer split products. With `deferred` and one matrix, a split
+// product leaves its partial sums in ws and describes them there (for the op that consumes y to
+// add them: one launch fewer); otherwise *deferred says none are left.
+void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {},
+                 QGemmSums* deferred = nullptr);
 // y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens, x as loaded into ws. y is [n_tokens][ldy].
 void qgemm(const DeviceMatrix& w, int n_tokens, float* y, int64_t ldy, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {});
 
