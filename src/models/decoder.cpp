@@ -172,8 +172,8 @@ class Decoder final : public LanguageModel {
         be_.rms_norm(qh, *l.q_norm, c.norm_eps, qh);
         be_.rms_norm(kh, *l.k_norm, c.norm_eps, kh);
       }
-      be_.rope_qk(q, k, pos, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv), static_cast<int>(c.head_dim), rope_);
-      be_.kv_write(k, v, cells, kv.k[il], kv.v[il]);
+      be_.rope_qk_kv_write(q, k, v, pos, cells, kv.k[il], kv.v[il], static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv),
+                           static_cast<int>(c.head_dim), rope_);
       if (last && n_out == 0) {  // only filling the cache
         step.end();
         return Buffer();

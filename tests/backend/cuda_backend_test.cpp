@@ -591,6 +591,35 @@ TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
   };
   EXPECT_EQ(roped(gpu, true), roped(gpu, false));
   EXPECT_LE(rel_error(roped(gpu, true), roped(*p.cpu, true)), 1e-5);
+
+  // rope_qk_kv_write against rope_qk then kv_write: q, k and both caches (12 cells, two of them
+  // untouched), for both rope styles.
+  const auto v = random_floats(static_cast<size_t>(n * n_head_kv * hd), rng);
+  const std::vector<int32_t> cells = {3, 0, 9, 1, 6};
+  const std::vector<float> zeros(static_cast<size_t>(12 * n_head_kv * hd), 0.0f);
+  for (RopeStyle style : {RopeStyle::NeoX, RopeStyle::Normal}) {
+    rp.style = style;
+    auto cached = [&](Backend& be, bool together) {
+      Buffer qb = put(be, DType::F32, n, n_head * hd, q.data()), kb = put(be, DType::F32, n, n_head_kv * hd, k.data());
+      Buffer vb = put(be, DType::F32, n, n_head_kv * hd, v.data()), pb = put(be, DType::I32, n, 1, pos.data());
+      Buffer cb = put(be, DType::I32, n, 1, cells.data());
+      Buffer kc = put(be, DType::F32, 12, n_head_kv * hd, zeros.data()), vc = put(be, DType::F32, 12, n_head_kv * hd, zeros.data());
+      if (together) {
+        be.rope_qk_kv_write(qb, kb, vb, pb, cb, kc, vc, n_head, n_head_kv, hd, rp);
+      } else {
+        be.rope_qk(qb, kb, pb, n_head, n_head_kv, hd, rp);
+        be.kv_write(kb, vb, cb, kc, vc);
+      }
+      std::vector<float> out;
+      for (const Buffer* b : {&qb, &kb, &kc, &vc}) {
+        const auto part = get(be, *b);
+        out.insert(out.end(), part.begin(), part.end());
+      }
+      return out;
+    };
+    EXPECT_EQ(cached(gpu, true), cached(gpu, false));
+    EXPECT_LE(rel_error(cached(gpu, true), cached(*p.cpu, true)), 1e-5);
+  }
 }
 
 // ---------------------------------------------------------------- whole models

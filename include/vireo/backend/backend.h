@@ -196,6 +196,14 @@ class Backend {
                         const Buffer& v_cache) {
     missing("kv_write");
   }
+  // rope_qk, then kv_write of the roped k and v: a decoder layer's step from its q/k/v products to
+  // attention (one launch on a GPU).
+  virtual void rope_qk_kv_write(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& positions, const Buffer& cells,
+                                const Buffer& k_cache, const Buffer& v_cache, int n_head, int n_head_kv, int head_dim,
+                                const RopeParams& p) {
+    rope_qk(q, k, positions, n_head, n_head_kv, head_dim, p);
+    kv_write(k, v, cells, k_cache, v_cache);
+  }
   // Scaled dot-product attention. Query row i attends to keys [begin_i, begin_i + count_i),
   // given by ranges (I32 [n, 2]: begin, count); causality is expressed by the ranges.
   // q and out: [n, n_head*head_dim] F32; k, v: [cells, n_head_kv*head_dim] F16, F32 or Q8_0.

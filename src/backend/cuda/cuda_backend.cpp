@@ -161,6 +161,9 @@ class CudaBackend final : public Backend {
     // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
     // dequantize the weights to F16 for cuBLAS.
     if (const char* q = std::getenv("VIREO_CUDA_QGEMM_ROWS")) qgemm_rows_ = std::max<int64_t>(0, std::atoll(q));
+    // Steps of up to this many rows are replayed as graphs (batched decode; a step of many
+    // sequences launches some 300 kernels, more than the host keeps ahead of the GPU eagerly).
+    if (const char* g = std::getenv("VIREO_CUDA_GRAPH_ROWS")) graph_rows_ = std::max<int64_t>(0, std::atoll(g));
     if (const char* p = std::getenv("VIREO_CUDA_PROFILE"); p != nullptr && std::string(p) != "0") {
       profile_ = true;
       graphs_ = false;
@@ -268,10 +271,11 @@ class CudaBackend final : public Backend {
   // staging and the graph is launched, so a decode step costs one launch instead of hundreds.
   bool begin_step(uint64_t key, int64_t n_tokens) override {
     bind();
-    if (!graphs_ || n_tokens > cuda::kMaxGemvTokens || mode_ != Mode::Eager) return false;
+    if (!graphs_ || n_tokens > graph_rows_ || mode_ != Mode::Eager) return false;
     if (auto it = steps_.find(key); it != steps_.end()) {
       if (it->second.generation == generation()) {
         step_ = &it->second;
+        step_->last_use = ++step_clock_;
         check_cuda(cudaEventSynchronize(step_->done), "step");  // its last launch may still read the staging
         mode_ = Mode::Replay;
         upload_index_ = 0;
@@ -280,7 +284,13 @@ class CudaBackend final : public Backend {
       steps_.erase(it);  // scratch it used has moved
     }
     if (++seen_[key] < 2) return false;
+    if (steps_.size() >= kMaxSteps) {  // a server's batches take many shapes: keep the recent ones
+      auto oldest = std::min_element(steps_.begin(), steps_.end(), [](const auto& a, const auto& b) { return a.second.last_use < b.second.last_use; });
+      check_cuda(cudaEventSynchronize(oldest->second.done), "step");  // its last launch may still read the staging
+      steps_.erase(oldest);
+    }
     Step& st = steps_[key];
+    st.last_use = ++step_clock_;
     step_ = &st;
     mode_ = Mode::Capture;
     check_cuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "begin capture");
@@ -523,6 +533,26 @@ class CudaBackend final : public Backend {
     cuda::rope(x.as<float>(), x.stride(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, p.n_dims, p.style == RopeStyle::NeoX,
                theta_scale, device_freq_factors(p.freq_factors), p.freq_scale, stream_, x2 != nullptr ? x2->as<float>() : nullptr,
                x2 != nullptr ? x2->stride() : 0, n_heads2);
+  }
+
+  void rope_qk_kv_write(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer& positions, const Buffer& cells,
+                        const Buffer& k_cache, const Buffer& v_cache, int n_head, int n_head_kv, int head_dim,
+                        const RopeParams& p) override {
+    if (p.style == RopeStyle::None || p.n_dims != head_dim) {  // the two ops (partial rotation, none)
+      Backend::rope_qk_kv_write(q, k, v, positions, cells, k_cache, v_cache, n_head, n_head_kv, head_dim, p);
+      return;
+    }
+    if (replaying("rope_qk_kv_write")) return;
+    op_checks::rope(q, positions, n_head, head_dim, p);
+    require_f32(k, "rope");
+    require(k.rows() == q.rows() && k.cols() == int64_t{n_head_kv} * head_dim, "rope", "k must be [n, n_head_kv*head_dim]");
+    op_checks::kv_write(k, v, cells, k_cache, v_cache);
+    require(k_cache.stride() == v_cache.stride(), "kv_write", "caches must share one row stride");
+    const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
+    cuda::rope_kv_write(q.as<float>(), q.stride(), k.as<float>(), k.stride(), v.as<float>(), v.stride(), positions.as<int32_t>(),
+                        cells.as<int32_t>(), q.rows(), n_head, n_head_kv, head_dim, p.style == RopeStyle::NeoX, theta_scale,
+                        device_freq_factors(p.freq_factors), p.freq_scale, k_cache.data(), v_cache.data(), k_cache.stride(), k_cache.rows(),
+                        k_cache.type() == DType::F16, stream_);
   }
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
@@ -807,7 +837,9 @@ class CudaBackend final : public Backend {
     size_t staged = 0;
     std::vector<std::pair<size_t, size_t>> uploads;  // (offset, bytes) in staging, in call order
     uint64_t generation = 0;
+    uint64_t last_use = 0;
   };
+  static constexpr size_t kMaxSteps = 64;  // graphs kept
   enum class Mode { Eager, Capture, Replay };
 
   int device_;
@@ -826,6 +858,8 @@ class CudaBackend final : public Backend {
   Step* step_ = nullptr;
   size_t upload_index_ = 0;
   std::map<uint64_t, Step> steps_;
+  uint64_t step_clock_ = 0;
+  int64_t graph_rows_ = cuda::kDefaultQGemmRows;
   std::map<uint64_t, int> seen_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
