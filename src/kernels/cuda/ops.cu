@@ -189,6 +189,7 @@ __device__ __forceinline__ float summed(const float* h, int64_t c, int splits, i
   for (int sp = 1; sp < splits; ++sp) a += h[sp * stride + c];
   return a;
 }
+template <bool kSplits>  // h is split sums (a decode step of one sequence never has them)
 __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, int h_splits, int64_t h_stride, const float* w,
                                     float eps, int64_t cols, float* out, int64_t ldo, Rounding rd) {
   kernel_prologue();
@@ -197,38 +198,50 @@ __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64
   const float* hr = h != nullptr ? h + blockIdx.x * ldh : nullptr;
   float* o = out + blockIdx.x * ldo;
   const int64_t step = blockDim.x;
-  float v[kNormRegs], hv[kNormRegs], wv[kNormRegs];
+  float v[kNormRegs], wv[kNormRegs];
   float ss = 0;
   if (cols <= kNormRegs * step) {
-#pragma unroll
-    for (int k = 0; k < kNormRegs; ++k) {
-      const int64_t c = threadIdx.x + k * step;
-      v[k] = c < cols ? xr[c] : 0.0f;
-      hv[k] = hr != nullptr && c < cols ? hr[c] : 0.0f;
-      wv[k] = c < cols ? w[c] : 0.0f;
-    }
-    // Further partial sums in a pass of their own, so that the loads above go out together.
-    for (int sp = 1; sp < h_splits; ++sp) {
+    if constexpr (kSplits) {
+      float hv[kNormRegs];
 #pragma unroll
       for (int k = 0; k < kNormRegs; ++k) {
         const int64_t c = threadIdx.x + k * step;
-        if (c < cols) hv[k] += hr[sp * h_stride + c];
+        v[k] = c < cols ? xr[c] : 0.0f;
+        hv[k] = c < cols ? hr[c] : 0.0f;
+        wv[k] = c < cols ? w[c] : 0.0f;
+      }
+      // The further sums in passes of their own, so that the loads above go out together; four
+      // splits' loads at a time.
+#pragma unroll 4
+      for (int sp = 1; sp < h_splits; ++sp) {
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+          const int64_t c = threadIdx.x + k * step;
+          if (c < cols) hv[k] += hr[sp * h_stride + c];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kNormRegs; ++k) v[k] += hv[k];
+    } else {
+#pragma unroll
+      for (int k = 0; k < kNormRegs; ++k) {
+        const int64_t c = threadIdx.x + k * step;
+        v[k] = c < cols ? xr[c] : 0.0f;
+        if (hr != nullptr && c < cols) v[k] += hr[c];
+        wv[k] = c < cols ? w[c] : 0.0f;
       }
     }
 #pragma unroll
     for (int k = 0; k < kNormRegs; ++k) {
       const int64_t c = threadIdx.x + k * step;
-      if (hr != nullptr && c < cols) {
-        v[k] += hv[k];
-        xr[c] = v[k];
-      }
+      if (hr != nullptr && c < cols) xr[c] = v[k];
       ss += v[k] * v[k];
     }
   } else {
     for (int64_t c = threadIdx.x; c < cols; c += step) {
       float a = xr[c];
       if (hr != nullptr) {
-        a += summed(hr, c, h_splits, h_stride);
+        a += kSplits ? summed(hr, c, h_splits, h_stride) : hr[c];
         xr[c] = a;
       }
       ss += a * a;
@@ -1630,8 +1643,13 @@ void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const floa
   prepare_next(next, rows, cols, "add_rms_norm");
   // Enough threads that a row of up to 8k fits in registers (4 elements each at 4096).
   const int threads = static_cast<int>(std::clamp<int64_t>((cols / 4 + 31) / 32 * 32, 32, 1024));
-  launch(add_rms_norm_kernel, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, std::max(h_splits, 1), h_stride, w, eps,
-         cols, out, ldo, Rounding(next));
+  if (h != nullptr && h_splits > 1) {
+    launch(add_rms_norm_kernel<true>, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, h_splits, h_stride, w, eps, cols,
+           out, ldo, Rounding(next));
+  } else {
+    launch(add_rms_norm_kernel<false>, static_cast<unsigned>(rows), threads, 0, st(s), x, ldx, h, ldh, 1, int64_t{0}, w, eps, cols, out,
+           ldo, Rounding(next));
+  }
   check_launch("add_rms_norm");
 }
 
