@@ -528,18 +528,29 @@ class CudaBackend final : public Backend {
                const RopeParams& p) override {
     rope_pair(q, &k, positions, n_head, n_head_kv, head_dim, p);
   }
-  void rope_pair(const Buffer& x, const Buffer* x2, const Buffer& positions, int n_heads, int n_heads2, int head_dim,
-                 const RopeParams& p) {
-    if (replaying("rope_pair")) return;
+  // The checks of rope (x2: k beside q) and kv_write, shared with their fused form.
+  void check_rope(const Buffer& x, const Buffer* x2, const Buffer& positions, int n_heads, int n_heads2, int head_dim,
+                  const RopeParams& p) const {
     op_checks::rope(x, positions, n_heads, head_dim, p);
     if (x2 != nullptr) {
       require_f32(*x2, "rope");
       require(x2->rows() == x.rows() && x2->cols() == int64_t{n_heads2} * head_dim, "rope", "k must be [n, n_head_kv*head_dim]");
     }
+  }
+  void check_kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) const {
+    op_checks::kv_write(k, v, cells, k_cache, v_cache);
+    require(k_cache.stride() == v_cache.stride(), "kv_write", "caches must share one row stride");  // one kernel writes both
+  }
+  static float theta_scale(const RopeParams& p) {
+    return std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
+  }
+  void rope_pair(const Buffer& x, const Buffer* x2, const Buffer& positions, int n_heads, int n_heads2, int head_dim,
+                 const RopeParams& p) {
+    if (replaying("rope_pair")) return;
+    check_rope(x, x2, positions, n_heads, n_heads2, head_dim, p);
     if (p.style == RopeStyle::None) return;
-    const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
     cuda::rope(x.as<float>(), x.stride(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, p.n_dims, p.style == RopeStyle::NeoX,
-               theta_scale, device_freq_factors(p.freq_factors), p.freq_scale, stream_, x2 != nullptr ? x2->as<float>() : nullptr,
+               theta_scale(p), device_freq_factors(p.freq_factors), p.freq_scale, stream_, x2 != nullptr ? x2->as<float>() : nullptr,
                x2 != nullptr ? x2->stride() : 0, n_heads2);
   }
 
@@ -551,22 +562,17 @@ class CudaBackend final : public Backend {
       return;
     }
     if (replaying("rope_qk_kv_write")) return;
-    op_checks::rope(q, positions, n_head, head_dim, p);
-    require_f32(k, "rope");
-    require(k.rows() == q.rows() && k.cols() == int64_t{n_head_kv} * head_dim, "rope", "k must be [n, n_head_kv*head_dim]");
-    op_checks::kv_write(k, v, cells, k_cache, v_cache);
-    require(k_cache.stride() == v_cache.stride(), "kv_write", "caches must share one row stride");
-    const float theta_scale = std::pow(p.theta, -2.0f / static_cast<float>(p.n_dims));  // as the reference computes it
+    check_rope(q, &k, positions, n_head, n_head_kv, head_dim, p);
+    check_kv_write(k, v, cells, k_cache, v_cache);
     cuda::rope_kv_write(q.as<float>(), q.stride(), k.as<float>(), k.stride(), v.as<float>(), v.stride(), positions.as<int32_t>(),
-                        cells.as<int32_t>(), q.rows(), n_head, n_head_kv, head_dim, p.style == RopeStyle::NeoX, theta_scale,
+                        cells.as<int32_t>(), q.rows(), n_head, n_head_kv, head_dim, p.style == RopeStyle::NeoX, theta_scale(p),
                         device_freq_factors(p.freq_factors), p.freq_scale, k_cache.data(), v_cache.data(), k_cache.stride(), k_cache.rows(),
                         k_cache.type() == DType::F16, stream_);
   }
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
     if (replaying("kv_write")) return;
-    op_checks::kv_write(k, v, cells, k_cache, v_cache);
-    require(k_cache.stride() == v_cache.stride(), "kv_write", "caches must share one row stride");  // one kernel writes both
+    check_kv_write(k, v, cells, k_cache, v_cache);
     cuda::kv_write(k.as<float>(), k.stride(), v.as<float>(), v.stride(), cells.as<int32_t>(), k.rows(), k.cols(), k_cache.data(),
                    v_cache.data(), k_cache.stride(), k_cache.rows(), k_cache.type() == DType::F16, stream_);
   }

@@ -378,9 +378,6 @@ __global__ void mean_rows_kernel(const float* x, int64_t ldx, int64_t cols, cons
 
 // ---------------------------------------------------------------- rope and the cache
 
-// One thread per (row, head, pair of dimensions); blockIdx.y 1 rotates a second tensor (k beside
-// q) at the same positions, so one launch serves both.
-// Rotates pair i of the head at v (position pos) in place and returns where its two elements sit.
 struct RopeArgs {
   int head_dim, n_dims;
   bool neox;
@@ -388,6 +385,7 @@ struct RopeArgs {
   const float* freq_factors;
   float freq_scale;
 };
+// Rotates pair i of the head at v (position pos) in place and returns where its two elements sit.
 __device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
   // The reference's angle, by the same float operations in the same order.
   float angle = static_cast<float>(pos);
@@ -403,6 +401,8 @@ __device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const Ro
   v[i1] = x0 * sn + x1 * cs;
 }
 
+// One thread per (row, head, pair of dimensions); blockIdx.y 1 rotates a second tensor (k beside
+// q) at the same positions, so one launch serves both.
 __global__ void rope_kernel(float* x, int64_t ldx, int n_heads, float* x2, int64_t ldx2, int n_heads2, const int32_t* positions,
                             int64_t rows, RopeArgs ra) {
   kernel_prologue();
@@ -470,10 +470,6 @@ __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int
 }
 
 // ---------------------------------------------------------------- attention
-
-// The attention output rounded to Q8_0 blocks for the product that follows (the output
-// projection), as quantize_activations rounds it; off when q is null. Threads of a warp must
-// hold 32 consecutive elements of a row (head sizes a multiple of 32).
 
 constexpr int kAttnWarps = 4;
 
@@ -1515,6 +1511,7 @@ int attention_splits(const AttentionShape& a) {
   const int block_heads = attention_block_heads(a);
   const int64_t blocks = a.rows * (block_heads > 1 ? a.n_head_kv : a.n_head);
   if (blocks >= 8 * sm_count()) return 1;
+  if (forced > 0) return forced;
   // Splits of at least 32 keys (of the bound; 16 to 32 of the actual range, which the decoder
   // bounds by the next power of two), but two when a bound over 16 would give one: a short range
   // over a large cache (one sequence of many served) gains nothing from more blocks, and each adds
@@ -1523,7 +1520,6 @@ int attention_splits(const AttentionShape& a) {
   const int64_t keys = a.max_keys > 0 ? std::min(a.max_keys, a.pages.n_keys) : a.pages.n_keys;
   const int64_t by_len = std::max<int64_t>((keys + min_keys - 1) / min_keys, keys > 16 ? 2 : 1);
   const int64_t by_fill = (8 * sm_count() + blocks - 1) / blocks;
-  if (forced > 0) return forced;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_len, by_fill, kMaxSplits})));
 }
 

@@ -682,8 +682,7 @@ void launch_tiles(const Run& run, Kernel kernel) {
     part = run.ws.partial;
   }
   launch(kernel, grid, L::kThreads, L::kSmem, run.st, job, static_cast<const __half*>(run.ws.x16), n, nb, part, count, per_split);
-  if (run.deferred != nullptr) *run.deferred = {};
-  if (splits == 1) return;
+  if (splits == 1) return;  // (qgemm_multi has already cleared *run.deferred)
   if (run.deferred != nullptr && job.n_seg == 1) {
     *run.deferred = QGemmSums{part, splits, count, job.total_rows};
     return;
@@ -805,7 +804,6 @@ void qgemm_write_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, void
 }
 
 void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemmWorkspace& ws, Stream s) {
-  if (ldx % 4 != 0) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: activations' row stride must be a multiple of 4");
   qgemm_write_x(x, ldx, n_tokens, cols, qgemm_x_target(ws, n_tokens, cols), s);
 }
 
