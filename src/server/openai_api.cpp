@@ -183,7 +183,9 @@ std::string message_content(const json& m, size_t index) {
   if (!it->is_array()) bad(param, fmt::format("'{}' must be a string or an array of content parts", param));
   std::string text;
   for (const auto& part : *it) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    // (value() would throw json's own error for a "type" that is not a string: check it first.)
+    const bool text_part = part.is_object() && part.contains("type") && part["type"].is_string() && part["type"] == "text";
+    if (!text_part || !part.contains("text") || !part["text"].is_string()) {
       bad(param, fmt::format("'{}' parts must be {{\"type\": \"text\", \"text\": ...}}; images and audio are not supported", param));
     }
     text += part["text"].get<std::string>();
