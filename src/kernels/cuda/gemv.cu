@@ -65,19 +65,11 @@ __device__ __forceinline__ bool warp_rows(const Job& job, WarpRows<R>& w) {
   for (int r = 0; r < R; ++r) w.rr[r] = min(w.row0 + r, w.sg.rows - 1);
   return true;
 }
-// A gemv's start: its warp's weight rows are sent towards L2 before waiting on the kernel before
-// (see launch()), so the weights stream while that kernel finishes. `level_bytes` and
-// `scale_bytes` are a row's bytes in the levels and scales arrays (0: none).
+// A gemv's start: the warp's rows, then the wait on the kernel before (see launch()). Kernels
+// that can read their first weights before the wait do so between the two.
 template <int R>
-__device__ __forceinline__ bool gemv_start(const Job& job, WarpRows<R>& w, int64_t level_bytes, int64_t scale_bytes) {
+__device__ __forceinline__ bool gemv_start(const Job& job, WarpRows<R>& w) {
   const bool live = warp_rows(job, w);
-  if (live) {
-    const int64_t n = w.rr[R - 1] - w.row0 + 1;
-    prefetch_l2(static_cast<const uint8_t*>(w.sg.levels) + w.row0 * level_bytes, n * level_bytes, w.lane, kWarp);
-    if (scale_bytes > 0) {
-      prefetch_l2(static_cast<const uint8_t*>(w.sg.scales) + w.row0 * scale_bytes, n * scale_bytes, w.lane, kWarp);
-    }
-  }
   kernel_prologue();
   return live;
 }
@@ -107,26 +99,38 @@ __global__ void quantize_x_q8(const float* __restrict__ x, int64_t ldx, int nb, 
 constexpr int kRowsPerWarp = 4;
 
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
-// Levels are split with one AND per 4 elements and multiplied as bytes.
+// Levels are split with one AND per 4 elements and multiplied as bytes. Each lane's first
+// kPreloaded blocks of weights are loaded before the wait on the kernel before (weights are
+// written once, at load), so they stream while that kernel finishes.
+constexpr int kPreloaded = 2;
 template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr, int64_t{16} * nb, int64_t{2} * nb)) return;
+  const bool live = warp_rows(job, wr);
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
-  float acc[R][T] = {};
-#pragma unroll 2
-  for (int b = lane; b < nb; b += kWarp) {
-    uint4 q[R];
-    float d[R];
+  const auto load = [&](int b, uint4(&q)[R], float(&d)[R]) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       q[r] = __ldg(levels + static_cast<size_t>(rr[r]) * nb + b);
       d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
     }
+  };
+  uint4 q0[kPreloaded][R];
+  float d0[kPreloaded][R];
+  if (live) {
+#pragma unroll
+    for (int p = 0; p < kPreloaded; ++p) {
+      if (lane + p * kWarp < nb) load(lane + p * kWarp, q0[p], d0[p]);
+    }
+  }
+  kernel_prologue();
+  if (!live) return;
+  float acc[R][T] = {};
+  const auto accumulate = [&](int b, const uint4(&q)[R], const float(&d)[R]) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const uint4* xp = reinterpret_cast<const uint4*>(xq + (static_cast<size_t>(t) * nb + b) * 32);
@@ -146,6 +150,17 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_c
         acc[r][t] += d[r] * (dx * static_cast<float>(dot) - 8.0f * sx);
       }
     }
+  };
+#pragma unroll
+  for (int p = 0; p < kPreloaded; ++p) {
+    if (lane + p * kWarp < nb) accumulate(lane + p * kWarp, q0[p], d0[p]);
+  }
+#pragma unroll 2
+  for (int b = lane + kPreloaded * kWarp; b < nb; b += kWarp) {
+    uint4 q[R];
+    float d[R];
+    load(b, q, d);
+    accumulate(b, q, d);
   }
   store_rows<T, R>(acc, wr);
 }
@@ -155,7 +170,7 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr, int64_t{32} * nb, int64_t{2} * nb)) return;
+  if (!gemv_start(job, wr)) return;
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
@@ -197,7 +212,7 @@ template <int T>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_constant__ Job job, const float* __restrict__ x, int n8,
                                                                 int ldx) {
   WarpRows<1> wr;
-  if (!gemv_start(job, wr, int64_t{16} * n8, 0)) return;
+  if (!gemv_start(job, wr)) return;
   const int lane = wr.lane;
   const uint4* rw = static_cast<const uint4*>(wr.sg.levels) + static_cast<size_t>(wr.row0) * n8;
   float acc[1][T] = {};
@@ -229,7 +244,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb,
                                                                  int64_t row_bytes) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr, row_bytes, 0)) return;
+  if (!gemv_start(job, wr)) return;
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
   const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
@@ -291,7 +306,7 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, int nb) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr, int64_t{kQ6Bytes} * nb, int64_t{2} * nb)) return;
+  if (!gemv_start(job, wr)) return;
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
   const auto* wd = static_cast<const __half*>(wr.sg.scales);
   const int lane = wr.lane;
@@ -358,7 +373,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_generic(const __gri
                                                                     const float* __restrict__ x, int64_t ldx) {
   if constexpr (TY >= 0) w.type = static_cast<DType>(TY);
   WarpRows<1> wr;
-  if (!gemv_start(job, wr, w.row_bytes, 0)) return;
+  if (!gemv_start(job, wr)) return;
   w.levels = static_cast<const uint8_t*>(wr.sg.levels);
   w.scales = static_cast<const __half*>(wr.sg.scales);
   const int row = wr.row0, lane = wr.lane;

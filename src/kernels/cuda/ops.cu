@@ -192,13 +192,22 @@ __device__ __forceinline__ float summed(const float* h, int64_t c, int splits, i
 template <bool kSplits>  // h is split sums (a decode step of one sequence never has them)
 __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64_t ldh, int h_splits, int64_t h_stride, const float* w,
                                     float eps, int64_t cols, float* out, int64_t ldo, Rounding rd) {
+  const int64_t step = blockDim.x;
+  float v[kNormRegs], wv[kNormRegs];
+  // The norm's weights are read before the wait: they come from memory while the kernel before
+  // finishes (the row is in L2 by then).
+  if (cols <= kNormRegs * step) {
+#pragma unroll
+    for (int k = 0; k < kNormRegs; ++k) {
+      const int64_t c = threadIdx.x + k * step;
+      wv[k] = c < cols ? w[c] : 0.0f;
+    }
+  }
   kernel_prologue();
   __shared__ float sh[32];
   float* xr = x + blockIdx.x * ldx;
   const float* hr = h != nullptr ? h + blockIdx.x * ldh : nullptr;
   float* o = out + blockIdx.x * ldo;
-  const int64_t step = blockDim.x;
-  float v[kNormRegs], wv[kNormRegs];
   float ss = 0;
   if (cols <= kNormRegs * step) {
     if constexpr (kSplits) {
@@ -208,7 +217,6 @@ __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64
         const int64_t c = threadIdx.x + k * step;
         v[k] = c < cols ? xr[c] : 0.0f;
         hv[k] = c < cols ? hr[c] : 0.0f;
-        wv[k] = c < cols ? w[c] : 0.0f;
       }
       // The further sums in passes of their own, so that the loads above go out together; four
       // splits' loads at a time.
@@ -228,7 +236,6 @@ __global__ void add_rms_norm_kernel(float* x, int64_t ldx, const float* h, int64
         const int64_t c = threadIdx.x + k * step;
         v[k] = c < cols ? xr[c] : 0.0f;
         if (hr != nullptr && c < cols) v[k] += hr[c];
-        wv[k] = c < cols ? w[c] : 0.0f;
       }
     }
 #pragma unroll
