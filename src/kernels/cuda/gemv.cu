@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
@@ -98,11 +99,39 @@ __global__ void quantize_x_q8(const float* __restrict__ x, int64_t ldx, int nb, 
 // products of 4 bytes at a time (dp4a).
 constexpr int kRowsPerWarp = 4;
 
+// A lane's loop over its blocks of a row, b = lane, lane + 32, ... < n: body(b, load(b)). The
+// first P loads are issued before the wait on the kernel before (weights are written once, at
+// load), so they stream while that kernel finishes; the rest U loads at a time. Returns false,
+// after the wait, for a warp with no rows.
+template <int P, int U, class W, class Load, class Body>
+__device__ __forceinline__ bool preloaded_loop(bool live, int lane, int n, Load load, Body body) {
+  W first[P];
+  if (live) {
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (lane + p * kWarp < n) first[p] = load(lane + p * kWarp);
+    }
+  }
+  kernel_prologue();
+  if (!live) return false;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    if (lane + p * kWarp < n) body(lane + p * kWarp, first[p]);
+  }
+#pragma unroll U
+  for (int b = lane + P * kWarp; b < n; b += kWarp) body(b, load(b));
+  return true;
+}
+
+// R rows' weights of one block: 16 bytes of levels (N of them) and a scale each.
+template <int R, int N>
+struct BlockWeights {
+  uint4 q[R][N];
+  float d[R];
+};
+
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
-// Levels are split with one AND per 4 elements and multiplied as bytes. Each lane's first
-// kPreloaded blocks of weights are loaded before the wait on the kernel before (weights are
-// written once, at load), so they stream while that kernel finishes.
-constexpr int kPreloaded = 2;
+// Levels are split with one AND per 4 elements and multiplied as bytes.
 template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
@@ -110,27 +139,19 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_c
   const bool live = warp_rows(job, wr);
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
-  const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
-  const auto load = [&](int b, uint4(&q)[R], float(&d)[R]) {
+  using W = BlockWeights<R, 1>;
+  const auto load = [&](int b) {
+    W w;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      q[r] = __ldg(levels + static_cast<size_t>(rr[r]) * nb + b);
-      d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
+      w.q[r][0] = __ldg(levels + static_cast<size_t>(rr[r]) * nb + b);
+      w.d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
     }
+    return w;
   };
-  uint4 q0[kPreloaded][R];
-  float d0[kPreloaded][R];
-  if (live) {
-#pragma unroll
-    for (int p = 0; p < kPreloaded; ++p) {
-      if (lane + p * kWarp < nb) load(lane + p * kWarp, q0[p], d0[p]);
-    }
-  }
-  kernel_prologue();
-  if (!live) return;
   float acc[R][T] = {};
-  const auto accumulate = [&](int b, const uint4(&q)[R], const float(&d)[R]) {
+  const auto body = [&](int b, const W& wb) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const uint4* xp = reinterpret_cast<const uint4*>(xq + (static_cast<size_t>(t) * nb + b) * 32);
@@ -140,29 +161,19 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_c
                          static_cast<int>(x1.x), static_cast<int>(x1.y), static_cast<int>(x1.z), static_cast<int>(x1.w)};
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const uint32_t w[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
+        const uint4 q = wb.q[r][0];
+        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
         int dot = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           dot = __dp4a(static_cast<int>(w[k] & 0x0F0F0F0Fu), xw[k], dot);
           dot = __dp4a(static_cast<int>((w[k] >> 4) & 0x0F0F0F0Fu), xw[4 + k], dot);
         }
-        acc[r][t] += d[r] * (dx * static_cast<float>(dot) - 8.0f * sx);
+        acc[r][t] += wb.d[r] * (dx * static_cast<float>(dot) - 8.0f * sx);
       }
     }
   };
-#pragma unroll
-  for (int p = 0; p < kPreloaded; ++p) {
-    if (lane + p * kWarp < nb) accumulate(lane + p * kWarp, q0[p], d0[p]);
-  }
-#pragma unroll 2
-  for (int b = lane + kPreloaded * kWarp; b < nb; b += kWarp) {
-    uint4 q[R];
-    float d[R];
-    load(b, q, d);
-    accumulate(b, q, d);
-  }
-  store_rows<T, R>(acc, wr);
+  if (preloaded_loop<2, 2, W>(live, wr.lane, nb, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Q8_0: element j is d * q_j, q signed bytes.
@@ -170,22 +181,23 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr)) return;
+  const bool live = warp_rows(job, wr);
   const auto* levels = static_cast<const uint4*>(wr.sg.levels);
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
-  const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
-  float acc[R][T] = {};
-#pragma unroll 2
-  for (int b = lane; b < nb; b += kWarp) {
-    uint4 q0[R], q1[R];
-    float d[R];
+  using W = BlockWeights<R, 2>;
+  const auto load = [&](int b) {
+    W w;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      q0[r] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2);
-      q1[r] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2 + 1);
-      d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
+      w.q[r][0] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2);
+      w.q[r][1] = __ldg(levels + (static_cast<size_t>(rr[r]) * nb + b) * 2 + 1);
+      w.d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
     }
+    return w;
+  };
+  float acc[R][T] = {};
+  const auto body = [&](int b, const W& wb) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const uint4* xp = reinterpret_cast<const uint4*>(xq + (static_cast<size_t>(t) * nb + b) * 32);
@@ -195,16 +207,17 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_c
                          static_cast<int>(x1.x), static_cast<int>(x1.y), static_cast<int>(x1.z), static_cast<int>(x1.w)};
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const int w[8] = {static_cast<int>(q0[r].x), static_cast<int>(q0[r].y), static_cast<int>(q0[r].z), static_cast<int>(q0[r].w),
-                          static_cast<int>(q1[r].x), static_cast<int>(q1[r].y), static_cast<int>(q1[r].z), static_cast<int>(q1[r].w)};
+        const uint4 q0 = wb.q[r][0], q1 = wb.q[r][1];
+        const int w[8] = {static_cast<int>(q0.x), static_cast<int>(q0.y), static_cast<int>(q0.z), static_cast<int>(q0.w),
+                          static_cast<int>(q1.x), static_cast<int>(q1.y), static_cast<int>(q1.z), static_cast<int>(q1.w)};
         int dot = 0;
 #pragma unroll
         for (int k = 0; k < 8; ++k) dot = __dp4a(w[k], xw[k], dot);
-        acc[r][t] += d[r] * dx * static_cast<float>(dot);
+        acc[r][t] += wb.d[r] * dx * static_cast<float>(dot);
       }
     }
-  }
-  store_rows<T, R>(acc, wr);
+  };
+  if (preloaded_loop<2, 2, W>(live, wr.lane, nb, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // F16: 8 halves per 16-byte load.
@@ -212,13 +225,11 @@ template <int T>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_constant__ Job job, const float* __restrict__ x, int n8,
                                                                 int ldx) {
   WarpRows<1> wr;
-  if (!gemv_start(job, wr)) return;
-  const int lane = wr.lane;
+  const bool live = warp_rows(job, wr);
   const uint4* rw = static_cast<const uint4*>(wr.sg.levels) + static_cast<size_t>(wr.row0) * n8;
   float acc[1][T] = {};
-#pragma unroll 4
-  for (int c = lane; c < n8; c += kWarp) {
-    const uint4 q = __ldg(rw + c);
+  const auto load = [&](int c) { return __ldg(rw + c); };
+  const auto body = [&](int c, const uint4& q) {
     const __half2* h = reinterpret_cast<const __half2*>(&q);
     float wv[8];
 #pragma unroll
@@ -232,8 +243,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_co
       const float4 a = __ldg(xp), b = __ldg(xp + 1);
       acc[0][t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
     }
-  }
-  store_rows<T, 1>(acc, wr);
+  };
+  if (preloaded_loop<4, 4, uint4>(live, wr.lane, n8, load, body)) store_rows<T, 1>(acc, wr);
 }
 
 // Q4_K with Q8_0-rounded activations, in integers: a lane takes one pair of 32-element
@@ -244,28 +255,36 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
                                                                  const float* __restrict__ xd, const float* __restrict__ xs, int nb,
                                                                  int64_t row_bytes) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr)) return;
+  const bool live = warp_rows(job, wr);
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
-  const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
-  float acc[R][T] = {};
-  const int n_items = nb * 4, nb32 = nb * 8;
-  for (int it = lane; it < n_items; it += kWarp) {
-    const int b = it / 4, g = it % 4;
+  struct W {
     uint4 q0[R], q1[R];
     uint32_t hd[R], sc_lo[R], sc_hi[R], sc_x[R];
+  };
+  const auto load = [&](int it) {
+    const int b = it / 4, g = it % 4;
+    W v;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + static_cast<int64_t>(rr[r]) * row_bytes + static_cast<int64_t>(b) * 144;
       const uint4* qp = reinterpret_cast<const uint4*>(blk + 16 + 32 * g);
-      q0[r] = __ldg(qp);
-      q1[r] = __ldg(qp + 1);
+      v.q0[r] = __ldg(qp);
+      v.q1[r] = __ldg(qp + 1);
       const uint32_t* wp = reinterpret_cast<const uint32_t*>(blk);
-      hd[r] = __ldg(wp);
-      sc_lo[r] = __ldg(wp + 1);
-      sc_hi[r] = __ldg(wp + 2);
-      sc_x[r] = __ldg(wp + 3);
+      v.hd[r] = __ldg(wp);
+      v.sc_lo[r] = __ldg(wp + 1);
+      v.sc_hi[r] = __ldg(wp + 2);
+      v.sc_x[r] = __ldg(wp + 3);
     }
+    return v;
+  };
+  float acc[R][T] = {};
+  const int n_items = nb * 4, nb32 = nb * 8;
+  const auto body = [&](int it, const W& v) {
+    const int b = it / 4, g = it % 4;
+    const auto &q0 = v.q0, &q1 = v.q1;
+    const auto &hd = v.hd, &sc_lo = v.sc_lo, &sc_hi = v.sc_hi, &sc_x = v.sc_x;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const int blk0 = t * nb32 + b * 8 + 2 * g;  // activation blocks of the two sub-blocks
@@ -295,8 +314,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
         acc[r][t] += d * (s0 * dx0 * static_cast<float>(dot0) + s1 * dx1 * static_cast<float>(dot1)) - dmin * (m0 * sx0 + m1 * sx1);
       }
     }
-  }
-  store_rows<T, R>(acc, wr);
+  };
+  if (preloaded_loop<2, 1, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Q6_K (split layout) with Q8_0-rounded activations: a lane takes one 32-element activation
@@ -306,30 +325,39 @@ template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_constant__ Job job, const int8_t* __restrict__ xq,
                                                                  const float* __restrict__ xd, int nb) {
   WarpRows<R> wr;
-  if (!gemv_start(job, wr)) return;
+  const bool live = warp_rows(job, wr);
   const auto* w = static_cast<const uint8_t*>(wr.sg.levels);
   const auto* wd = static_cast<const __half*>(wr.sg.scales);
-  const int lane = wr.lane;
   const int(&rr)[R] = wr.rr;
-  float acc[R][T] = {};
-  const int n_items = nb * 8;
-  for (int it = lane; it < n_items; it += kWarp) {
-    const int b = it / 8, hh = (it % 8) / 4, k = it % 4;
+  struct W {
     uint4 l0[R], l1[R], h0[R], h1[R];
     uint32_t scw[R];
     float d[R];
+  };
+  const auto load = [&](int it) {
+    const int b = it / 8, hh = (it % 8) / 4, k = it % 4;
+    W v;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + (static_cast<int64_t>(rr[r]) * nb + b) * kQ6Bytes;
       const uint4* lp = reinterpret_cast<const uint4*>(blk + 64 * hh + 32 * (k & 1));
       const uint4* hp = reinterpret_cast<const uint4*>(blk + 128 + 32 * hh);
-      l0[r] = __ldg(lp);
-      l1[r] = __ldg(lp + 1);
-      h0[r] = __ldg(hp);
-      h1[r] = __ldg(hp + 1);
-      scw[r] = __ldg(reinterpret_cast<const unsigned short*>(blk + 192 + 8 * hh + 2 * k));  // the two scales of this block
-      d[r] = __half2float(wd[static_cast<int64_t>(rr[r]) * nb + b]);
+      v.l0[r] = __ldg(lp);
+      v.l1[r] = __ldg(lp + 1);
+      v.h0[r] = __ldg(hp);
+      v.h1[r] = __ldg(hp + 1);
+      v.scw[r] = __ldg(reinterpret_cast<const unsigned short*>(blk + 192 + 8 * hh + 2 * k));  // the two scales of this block
+      v.d[r] = __half2float(wd[static_cast<int64_t>(rr[r]) * nb + b]);
     }
+    return v;
+  };
+  float acc[R][T] = {};
+  const int n_items = nb * 8;
+  const auto body = [&](int it, const W& v) {
+    const int b = it / 8, hh = (it % 8) / 4, k = it % 4;
+    const auto &l0 = v.l0, &l1 = v.l1, &h0 = v.h0, &h1 = v.h1;
+    const auto& scw = v.scw;
+    const auto& d = v.d;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const int xb = t * nb * 8 + b * 8 + hh * 4 + k;
@@ -362,8 +390,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_c
         acc[r][t] += d[r] * dx * static_cast<float>(sc_a * (dot_a - 32 * sum_a) + sc_b * (dot_b - 32 * sum_b));
       }
     }
-  }
-  store_rows<T, R>(acc, wr);
+  };
+  if (preloaded_loop<2, 1, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Any other type: each lane reads eight elements at a time through dequant8. TY names the type
@@ -459,18 +487,17 @@ void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, 
   if (qx == nullptr || qx->n_tokens < T || qx->cols != m.cols) {
     throw Error(ErrorCode::InvalidArgument, "cuda gemv: activations were not quantized for this product");
   }
-  // Rows per warp: 4 share each activation load, but small matrices then fill too few SMs (under
-  // about two CTAs of 32 rows per SM of a 132-SM GPU), so they take one row per warp (decode of
-  // one or two tokens, where it matters).
-  if constexpr (T <= 2) {
-    constexpr int64_t kSmallRows = 2 * 132 * kRowsPerBlock * kRowsPerWarp;
-    int64_t rows = 0;
-    for (const auto& o : outs) rows += o.w->rows;
-    if (rows < kSmallRows) {
-      launch_integer<T, 1>(outs, qx, st);
-      return;
-    }
-  }
+  // Rows per warp: more rows share each activation load, but hold more registers (4 rows: 80, so
+  // three CTAs an SM). For one or two tokens, where the weights' stream is all, 2 rows measured
+  // fastest on an H100 for Q4_0 (1.06x 4 rows for big matrices and 1 row for small ones) and
+  // Q4_K_M (1.05x 1 row); Q8_0, twice the bytes a block, 1 row (1.06x 2 rows).
+  // VIREO_CUDA_GEMV_WARP_ROWS (1, 2 or 4) overrides, for tuning.
+  static const int forced_rows = [] {
+    const char* e = std::getenv("VIREO_CUDA_GEMV_WARP_ROWS");
+    return e != nullptr ? std::atoi(e) : 0;
+  }();
+  if (forced_rows == 1 || (forced_rows == 0 && T <= 2 && m.type == DType::Q8_0)) return launch_integer<T, 1>(outs, qx, st);
+  if (forced_rows == 2 || (forced_rows != 4 && T <= 2)) return launch_integer<T, 2>(outs, qx, st);
   launch_integer<T, kRowsPerWarp>(outs, qx, st);
 }
 
