@@ -235,31 +235,47 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0(const __grid_c
   if (preloaded_loop<2, 2, W>(live, wr.lane, nb, load, body)) store_rows<T, R>(acc, wr);
 }
 
-// F16: 8 halves per 16-byte load.
-template <int T>
+// F16: 8 halves per 16-byte load; R rows a warp share each load of x.
+template <int T, int R>
 __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_constant__ Job job, const float* __restrict__ x, int n8,
                                                                 int ldx) {
-  WarpRows<1> wr;
+  WarpRows<R> wr;
   const bool live = warp_rows(job, wr);
-  const uint4* rw = static_cast<const uint4*>(wr.sg.levels) + static_cast<size_t>(wr.row0) * n8;
-  float acc[1][T] = {};
-  const auto load = [&](int c) { return weight16(rw + c); };
-  const auto body = [&](int c, const uint4& q) {
-    const __half2* h = reinterpret_cast<const __half2*>(&q);
-    float wv[8];
+  const auto* levels = static_cast<const uint4*>(wr.sg.levels);
+  const int(&rr)[R] = wr.rr;
+  struct W {
+    uint4 q[R];
+  };
+  float acc[R][T] = {};
+  const auto load = [&](int c) {
+    W w;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
-      wv[2 * i] = f.x, wv[2 * i + 1] = f.y;
+    for (int r = 0; r < R; ++r) w.q[r] = weight16(levels + static_cast<size_t>(rr[r]) * n8 + c);
+    return w;
+  };
+  const auto body = [&](int c, const W& w) {
+    float wv[R][8];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const __half2* h = reinterpret_cast<const __half2*>(&w.q[r]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        wv[r][2 * i] = f.x, wv[r][2 * i + 1] = f.y;
+      }
     }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const float4* xp = reinterpret_cast<const float4*>(x + static_cast<size_t>(t) * ldx + c * 8);
       const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      acc[0][t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        acc[r][t] += wv[r][0] * a.x + wv[r][1] * a.y + wv[r][2] * a.z + wv[r][3] * a.w + wv[r][4] * b.x + wv[r][5] * b.y +
+                     wv[r][6] * b.z + wv[r][7] * b.w;
+      }
     }
   };
-  if (preloaded_loop<4, 4, uint4>(live, wr.lane, n8, load, body)) store_rows<T, 1>(acc, wr);
+  if (preloaded_loop<4, 4, W>(live, wr.lane, n8, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Q4_K with Q8_0-rounded activations, in integers: a lane takes one pair of 32-element
@@ -480,6 +496,16 @@ void launch_integer(std::span<const GemvOutput> outs, const QuantizedActivations
   }
 }
 
+// VIREO_CUDA_GEMV_WARP_ROWS: rows a warp of the gemv kernels takes, forced (1, 2 or 4; 0: by
+// type and tokens, see launch_gemv).
+int forced_warp_rows() {
+  static const int rows = [] {
+    const char* e = std::getenv("VIREO_CUDA_GEMV_WARP_ROWS");
+    return e != nullptr ? std::atoi(e) : 0;
+  }();
+  return rows;
+}
+
 template <int T>
 void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, const QuantizedActivations* qx, cudaStream_t st) {
   const DeviceMatrix& m = *outs[0].w;
@@ -487,8 +513,14 @@ void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, 
   const dim3 block(kWarp * kRowsPerBlock);
   unsigned grid = 0;
   if (m.type == DType::F16 && cols % 8 == 0 && ldx % 4 == 0) {
-    const Job job = make_job(outs, kRowsPerBlock, grid);
-    launch(gemv_f16<T>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
+    // 2 rows a warp from 3 tokens (1.36x 1 row for 4 tokens on an H100; even for 1).
+    const int rows = forced_warp_rows() == 1 || (forced_warp_rows() == 0 && T <= 2) ? 1 : 2;
+    const Job job = make_job(outs, kRowsPerBlock * rows, grid);
+    if (rows == 2) {
+      launch(gemv_f16<T, 2>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
+    } else {
+      launch(gemv_f16<T, 1>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
+    }
     return;
   }
   if (!uses_q8_activations(m.type)) {
@@ -506,11 +538,7 @@ void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, 
   // three CTAs an SM). For one or two tokens, where the weights' stream is all, 2 rows measured
   // fastest on an H100 for Q4_0 (1.06x 4 rows for big matrices and 1 row for small ones) and
   // Q4_K_M (1.05x 1 row); Q8_0, twice the bytes a block, 1 row (1.06x 2 rows).
-  // VIREO_CUDA_GEMV_WARP_ROWS (1, 2 or 4) overrides, for tuning.
-  static const int forced_rows = [] {
-    const char* e = std::getenv("VIREO_CUDA_GEMV_WARP_ROWS");
-    return e != nullptr ? std::atoi(e) : 0;
-  }();
+  const int forced_rows = forced_warp_rows();
   if (forced_rows == 1 || (forced_rows == 0 && T <= 2 && m.type == DType::Q8_0)) return launch_integer<T, 1>(outs, qx, st);
   if (forced_rows == 2 || (forced_rows != 4 && T <= 2)) return launch_integer<T, 2>(outs, qx, st);
   launch_integer<T, kRowsPerWarp>(outs, qx, st);
