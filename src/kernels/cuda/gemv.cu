@@ -101,9 +101,12 @@ constexpr int kRowsPerWarp = 4;
 
 // 16 bytes of weights. A decode step streams every weight once, so they are marked first to leave
 // L2, which then keeps the activations and the KV cache that are read again soon (1.00-1.07x for
-// one sequence on H100s, 1.03x for four). Not for Q8_0: its lanes read a block's 32 bytes in two
-// loads, and the second found the first's sectors evicted (0.84x).
+// one sequence on H100s, 1.03x for four). Not for Q8_0, nor Q4_K and Q6_K from 3 tokens: their
+// lanes read 32 bytes in two loads, and the second can find the first's sectors evicted (Q8_0,
+// one sequence: 0.84x; Q4_K_M, 8 sequences: 0.95x).
+template <bool kEvictFirst = true>
 __device__ __forceinline__ uint4 weight16(const uint4* p) {
+  if constexpr (!kEvictFirst) return __ldg(p);
   uint64_t policy;
   asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   uint4 v;
@@ -117,10 +120,19 @@ __device__ __forceinline__ uint4 weight16(const uint4* p) {
 // first P loads are issued before the wait on the kernel before (weights are written once, at
 // load), so they stream while that kernel finishes; the rest U loads at a time. Returns false,
 // after the wait, for a warp with no rows. Each kernel's P and U were measured on an H100
-// (Q4_0: 4 and 4 against 2 and 2, 1.01-1.04x one sequence; Q8_0 keeps 2 and 2).
+// (Q4_0: 4 and 4 against 2 and 2, 1.01-1.04x one sequence; Q8_0 keeps 2 and 2). Q4_K and Q6_K
+// preload nothing from 3 tokens, where their 4 rows a warp hold up to 255 registers (with 4
+// preloaded, Q4_K_M ran 8 sequences at 0.79x).
 template <int P, int U, class W, class Load, class Body>
 __device__ __forceinline__ bool preloaded_loop(bool live, int lane, int n, Load load, Body body) {
-  W first[P];
+  if constexpr (P == 0) {
+    kernel_prologue();
+    if (!live) return false;
+#pragma unroll U
+    for (int b = lane; b < n; b += kWarp) body(b, load(b));
+    return true;
+  }
+  W first[P > 0 ? P : 1];
   if (live) {
 #pragma unroll
     for (int p = 0; p < P; ++p) {
@@ -300,8 +312,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + static_cast<int64_t>(rr[r]) * row_bytes + static_cast<int64_t>(b) * 144;
       const uint4* qp = reinterpret_cast<const uint4*>(blk + 16 + 32 * g);
-      v.q0[r] = weight16(qp);
-      v.q1[r] = weight16(qp + 1);
+      v.q0[r] = weight16<(T <= 2)>(qp);
+      v.q1[r] = weight16<(T <= 2)>(qp + 1);
       const uint32_t* wp = reinterpret_cast<const uint32_t*>(blk);
       v.hd[r] = __ldg(wp);
       v.sc_lo[r] = __ldg(wp + 1);
@@ -346,7 +358,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
       }
     }
   };
-  if (preloaded_loop<4, 2, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
+  if (preloaded_loop<T <= 2 ? 4 : 0, T <= 2 ? 2 : 1, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Q6_K (split layout) with Q8_0-rounded activations: a lane takes one 32-element activation
@@ -373,10 +385,10 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_c
       const uint8_t* blk = w + (static_cast<int64_t>(rr[r]) * nb + b) * kQ6Bytes;
       const uint4* lp = reinterpret_cast<const uint4*>(blk + 64 * hh + 32 * (k & 1));
       const uint4* hp = reinterpret_cast<const uint4*>(blk + 128 + 32 * hh);
-      v.l0[r] = weight16(lp);
-      v.l1[r] = weight16(lp + 1);
-      v.h0[r] = weight16(hp);
-      v.h1[r] = weight16(hp + 1);
+      v.l0[r] = weight16<(T <= 2)>(lp);
+      v.l1[r] = weight16<(T <= 2)>(lp + 1);
+      v.h0[r] = weight16<(T <= 2)>(hp);
+      v.h1[r] = weight16<(T <= 2)>(hp + 1);
       v.scw[r] = __ldg(reinterpret_cast<const unsigned short*>(blk + 192 + 8 * hh + 2 * k));  // the two scales of this block
       v.d[r] = __half2float(wd[static_cast<int64_t>(rr[r]) * nb + b]);
     }
@@ -422,7 +434,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q6_k(const __grid_c
       }
     }
   };
-  if (preloaded_loop<4, 2, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
+  if (preloaded_loop<T <= 2 ? 4 : 0, T <= 2 ? 2 : 1, W>(live, wr.lane, n_items, load, body)) store_rows<T, R>(acc, wr);
 }
 
 // Any other type: each lane reads eight elements at a time through dequant8. TY names the type
