@@ -66,8 +66,9 @@ __device__ __forceinline__ bool warp_rows(const Job& job, WarpRows<R>& w) {
   for (int r = 0; r < R; ++r) w.rr[r] = min(w.row0 + r, w.sg.rows - 1);
   return true;
 }
-// A gemv's start: the warp's rows, then the wait on the kernel before (see launch()). Kernels
-// that can read their first weights before the wait do so between the two.
+// The start of a gemv that loads nothing before the wait on the kernel before (see launch()):
+// the warp's rows, then the wait. The others split the two around their first loads
+// (preloaded_loop).
 template <int R>
 __device__ __forceinline__ bool gemv_start(const Job& job, WarpRows<R>& w) {
   const bool live = warp_rows(job, w);
