@@ -433,9 +433,9 @@ TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
           return get(be, out);
         };
         // The gemv rounds activations to Q8_0 (types of uses_q8_activations); batched products
-        // (qgemm, cuBLAS) multiply them in F16. Plain weights leave the gemv after one launch's rows.
+        // (qgemm, cuBLAS) multiply them in F16. Plain weights leave the gemv sooner.
         const bool plain = type == DType::F32 || type == DType::F16 || type == DType::BF16;
-        const bool batched = n > (plain ? cuda::kMaxGemvTokens : cuda::kDefaultGemvRows);
+        const bool batched = n > (plain ? cuda::kMaxPlainGemvTokens : cuda::kDefaultGemvRows);
         const bool rounded = cuda::uses_q8_activations(type) && !batched;
         const double tol = type == DType::F32 ? 1e-5
                            : rounded          ? 1e-2

@@ -160,6 +160,9 @@ class CudaBackend final : public Backend {
     }
     // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
     // dequantize the weights to F16 for cuBLAS.
+    if (const char* p = std::getenv("VIREO_CUDA_PLAIN_GEMV_ROWS")) {
+      gemv_rows_plain_ = std::clamp<int64_t>(std::atoll(p), 0, cuda::kMaxGemvTokens);
+    }
     if (const char* q = std::getenv("VIREO_CUDA_QGEMM_ROWS")) qgemm_rows_ = std::max<int64_t>(0, std::atoll(q));
     // Steps of up to this many rows are replayed as graphs (batched decode; a step of many
     // sequences launches some 300 kernels, more than the host keeps ahead of the GPU eagerly).
@@ -409,14 +412,14 @@ class CudaBackend final : public Backend {
     if (n == 0) return;
     auto qgemm_type = [&](const cuda::DeviceMatrix& m) { return cuda::qgemm_supports(m) && x.stride() % 4 == 0; };
     const bool all_qgemm = std::all_of(ws.begin(), ws.end(), [&](const Weight* w) { return qgemm_type(as_cuda(*w).matrix); });
-    // Plain weights (F16, BF16, F32) go to cuBLAS as they are past one gemv launch's rows: a
-    // second pass over them costs more than a GEMM (H100, Llama-3-8B F16, 16 sequences: 425 tok/s
-    // through two gemv launches).
+    // Plain weights (F16, BF16, F32) go to cuBLAS past kMaxPlainGemvTokens rows: a GEMM then
+    // reads them once at full rate (H100, Llama-3-8B F16, 8 sequences: 1,149 tok/s against 635
+    // through the gemv).
     const bool all_plain = std::all_of(ws.begin(), ws.end(), [&](const Weight* w) {
       const DType t = as_cuda(*w).matrix.type;
       return t == DType::F16 || t == DType::BF16 || t == DType::F32;
     });
-    const int64_t gemv_rows = all_qgemm ? gemv_rows_qgemm_ : all_plain ? std::min<int64_t>(gemv_rows_, cuda::kMaxGemvTokens) : gemv_rows_;
+    const int64_t gemv_rows = all_qgemm ? gemv_rows_qgemm_ : all_plain ? gemv_rows_plain_ : gemv_rows_;
     if (n <= gemv_rows) {
       // Decode, of one sequence or a few: the weights streamed once per kMaxGemvTokens rows, with
       // activations rounded once (unless the op before did it: see produce_next), one launch per
@@ -863,6 +866,7 @@ class CudaBackend final : public Backend {
   void* download_staging_ = nullptr;  // pinned, kStagingBytes
   bool profile_ = false;
   int64_t gemv_rows_ = cuda::kDefaultGemvRows;
+  int64_t gemv_rows_plain_ = cuda::kMaxPlainGemvTokens;  // the same for F16, BF16 and F32 weights
   int64_t gemv_rows_qgemm_ = cuda::kDefaultGemvRows;  // the same, for products that qgemm can take
   int64_t qgemm_rows_ = cuda::kDefaultQGemmRows;
   cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;

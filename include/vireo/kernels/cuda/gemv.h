@@ -75,6 +75,10 @@ constexpr int kMaxGemvTokens = 8;
 // qgemm's mma.sync tiles, 32 sequences 0.65x. On Hopper, qgemm's warpgroup tiles take its types
 // from kMaxGemvTokens + 1 rows (see the CUDA backend).
 constexpr int kDefaultGemvRows = 16;
+// Plain weights (F16, BF16, F32) leave the gemv for cuBLAS past this many rows
+// (VIREO_CUDA_PLAIN_GEMV_ROWS changes it). H100, Llama-3-8B F16: gemv 1.07x cuBLAS for 2 and 3
+// sequences, even at 4, cuBLAS 1.24x at 6 and 1.81x at 8.
+constexpr int kMaxPlainGemvTokens = 4;
 
 // Up to kMaxGemvSegments matrices of one type and width times the same x in one launch (the
 // q/k/v or gate/up products of a layer): one launch instead of several small ones.
