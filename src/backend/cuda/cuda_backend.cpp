@@ -158,11 +158,12 @@ class CudaBackend final : public Backend {
       gemv_rows_ = std::max<int64_t>(cuda::kMaxGemvTokens, rows);
       gemv_rows_qgemm_ = std::max<int64_t>(0, rows);
     }
-    // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
-    // dequantize the weights to F16 for cuBLAS.
+    // Tuning: the most rows a product of plain weights (F16, BF16, F32) takes through the gemv.
     if (const char* p = std::getenv("VIREO_CUDA_PLAIN_GEMV_ROWS")) {
       gemv_rows_plain_ = std::clamp<int64_t>(std::atoll(p), 0, cuda::kMaxGemvTokens);
     }
+    // Tuning: the most rows a product of qgemm's types takes through it; more (or any, with 0)
+    // dequantize the weights to F16 for cuBLAS.
     if (const char* q = std::getenv("VIREO_CUDA_QGEMM_ROWS")) qgemm_rows_ = std::max<int64_t>(0, std::atoll(q));
     // Steps of up to this many rows are replayed as graphs (batched decode; a step of many
     // sequences launches some 300 kernels, more than the host keeps ahead of the GPU eagerly).

@@ -131,23 +131,23 @@ __device__ __forceinline__ bool preloaded_loop(bool live, int lane, int n, Load 
     if (!live) return false;
 #pragma unroll U
     for (int b = lane; b < n; b += kWarp) body(b, load(b));
-    return true;
-  }
-  W first[P > 0 ? P : 1];
-  if (live) {
+  } else {
+    W first[P];
+    if (live) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        if (lane + p * kWarp < n) first[p] = load(lane + p * kWarp);
+      }
+    }
+    kernel_prologue();
+    if (!live) return false;
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      if (lane + p * kWarp < n) first[p] = load(lane + p * kWarp);
+      if (lane + p * kWarp < n) body(lane + p * kWarp, first[p]);
     }
-  }
-  kernel_prologue();
-  if (!live) return false;
-#pragma unroll
-  for (int p = 0; p < P; ++p) {
-    if (lane + p * kWarp < n) body(lane + p * kWarp, first[p]);
-  }
 #pragma unroll U
-  for (int b = lane + P * kWarp; b < n; b += kWarp) body(b, load(b));
+    for (int b = lane + P * kWarp; b < n; b += kWarp) body(b, load(b));
+  }
   return true;
 }
 
