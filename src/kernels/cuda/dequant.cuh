@@ -43,6 +43,33 @@ __device__ __forceinline__ void quantize_block_q8(float v, size_t blk, int lane,
   }
 }
 
+// The same block from 8 lanes of 4 consecutive elements each (lane % 8 == sub; the 8 lanes
+// xor-adjacent): the same levels, scale and sum with a quarter of the shuffles. Every lane of the
+// warp calls it; lanes of a block past the end (live = false) store nothing.
+__device__ __forceinline__ void quantize_block_q8_x4(const float (&v)[4], size_t blk, int sub, bool live, int8_t* xq, float* xd,
+                                                     float* xs) {
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  int q[4], sum = 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    q[k] = static_cast<int>(roundf(v[k] * id));
+    sum += q[k];
+  }
+  const float dh = __half2float(__float2half_rn(d));
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (!live) return;
+  *reinterpret_cast<char4*>(xq + blk * 32 + 4 * sub) =
+      make_char4(static_cast<signed char>(q[0]), static_cast<signed char>(q[1]), static_cast<signed char>(q[2]), static_cast<signed char>(q[3]));
+  if (sub == 0) {
+    xd[blk] = dh;
+    xs[blk] = dh * static_cast<float>(sum);
+  }
+}
+
 __device__ __forceinline__ float h2f(const uint8_t* p) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(p[0] | (p[1] << 8))));
 }
