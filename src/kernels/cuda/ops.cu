@@ -602,14 +602,16 @@ __device__ __forceinline__ void store_merged(const float (&ms)[W], const float (
   }
 }
 
-// store_merged by one warp for one head (lane + 32 t for element t), so that a block's warps
-// merge its heads side by side after one barrier: the same sums in the same order.
-template <int DT, int W>
-__device__ __forceinline__ void store_merged_warp(const float* ms, const float* ls, const float (*sacc)[DT * 32], int64_t i, int h,
-                                                  int n_head, int split, int n_split, float* out, int64_t ldo, float* part_acc,
-                                                  float* part_ml, const Rounding& rd) {
-  constexpr int D = DT * 32;
-  const int lane = threadIdx.x % kWarp;
+// store_merged by one warp for one head of 128, lane l holding elements 4l to 4l + 3, so that a
+// block's warps merge its heads side by side after one barrier, with 16-byte shared loads and a
+// Q8_0 block rounded by 8 lanes: the same sums in the same order, in about half the instructions
+// of a lane per element (a warp's chain of them is what a short range's attention waits on).
+template <int W>
+__device__ __forceinline__ void store_merged_warp4(const float* ms, const float* ls, const float (*sacc)[128], int64_t i, int h,
+                                                   int n_head, int split, int n_split, float* out, int64_t ldo, float* part_acc,
+                                                   float* part_ml, const Rounding& rd) {
+  constexpr int D = 128;
+  const int lane = threadIdx.x % kWarp, c = 4 * lane;
   float M = -INFINITY;
 #pragma unroll
   for (int w = 0; w < W; ++w) M = fmaxf(M, ms[w]);
@@ -620,28 +622,28 @@ __device__ __forceinline__ void store_merged_warp(const float* ms, const float* 
     wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
     L += ls[w] * wscale[w];
   }
-  const int64_t part = (i * n_head + h) * n_split + split;
-  float a[DT];
+  float a[4] = {0, 0, 0, 0};
 #pragma unroll
-  for (int t = 0; t < DT; ++t) {
-    a[t] = 0;
-#pragma unroll
-    for (int w = 0; w < W; ++w) a[t] += sacc[w][lane + 32 * t] * wscale[w];
+  for (int w = 0; w < W; ++w) {
+    const float4 s4 = *reinterpret_cast<const float4*>(&sacc[w][c]);
+    a[0] += s4.x * wscale[w], a[1] += s4.y * wscale[w], a[2] += s4.z * wscale[w], a[3] += s4.w * wscale[w];
   }
+  if (n_split == 1) {
+    float o[4];
 #pragma unroll
-  for (int t = 0; t < DT; ++t) {
-    const int d = lane + 32 * t;
-    if (n_split == 1) {
-      const float o = L > 0 ? a[t] / L : 0.0f;
-      out[i * ldo + static_cast<int64_t>(h) * D + d] = o;
-      rd.put(o, i, static_cast<int64_t>(h) * D + d, static_cast<int64_t>(n_head) * D);
-    } else {
-      part_acc[part * D + d] = a[t];
+    for (int k = 0; k < 4; ++k) o[k] = L > 0 ? a[k] / L : 0.0f;
+    float* orow = out + i * ldo + static_cast<int64_t>(h) * D + c;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) orow[k] = o[k];
+    rd.put4(o, i, static_cast<int64_t>(h) * D + c, static_cast<int64_t>(n_head) * D, true);
+  } else {
+    const int64_t part = (i * n_head + h) * n_split + split;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) part_acc[part * D + c + k] = a[k];
+    if (lane == 0) {
+      part_ml[2 * part] = M;
+      part_ml[2 * part + 1] = L;
     }
-  }
-  if (n_split > 1 && lane == 0) {
-    part_ml[2 * part] = M;
-    part_ml[2 * part + 1] = L;
   }
 }
 
@@ -938,14 +940,22 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
   split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * D + 8 * sub;
   float qv[G][8], acc[G][8], m[G], l[G];
+  const bool q_aligned = reinterpret_cast<uintptr_t>(q) % 16 == 0 && ldq % 4 == 0;
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     const float* qh = q + i * ldq + static_cast<int64_t>(kvh * group + g) * D + 8 * sub;
+    if (q_aligned) {  // two 16-byte loads
+      const float4 a = g < group ? reinterpret_cast<const float4*>(qh)[0] : make_float4(0, 0, 0, 0);
+      const float4 b = g < group ? reinterpret_cast<const float4*>(qh)[1] : make_float4(0, 0, 0, 0);
+      const float e8[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      qv[g][e] = g < group ? qh[e] * scale : 0.0f;
-      acc[g][e] = 0.0f;
+      for (int e = 0; e < 8; ++e) qv[g][e] = e8[e] * scale;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) qv[g][e] = g < group ? qh[e] * scale : 0.0f;
     }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
     m[g] = -INFINITY;
     l[g] = 0.0f;
   }
@@ -1034,18 +1044,19 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
   // Merge the half-warps: every head's state to shared memory, one barrier, then a warp a head.
   // (Head by head, with two barriers each, the merge was most of a short range's time: one
   // sequence, 16 keys, 1,100 of a warp's 1,550 instructions, all of them in one dependent chain.)
-  __shared__ float sm[G][kAttnStreams], sl[G][kAttnStreams], sacc[G][kAttnStreams][D];
+  __shared__ float sm[G][kAttnStreams], sl[G][kAttnStreams];
+  __shared__ __align__(16) float sacc[G][kAttnStreams][D];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     if (g >= group) break;
     if (sub == 0) sm[g][stream] = m[g], sl[g][stream] = l[g];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sacc[g][stream][8 * sub + e] = acc[g][e];
+    float4* dst = reinterpret_cast<float4*>(&sacc[g][stream][8 * sub]);
+    dst[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+    dst[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
   }
   __syncthreads();
   for (int g = warp; g < group; g += kAttnWarps) {
-    store_merged_warp<D / 32, kAttnStreams>(sm[g], sl[g], sacc[g], i, kvh * group + g, n_head, split, n_split, out, ldo, part_acc, part_ml,
-                                            rd);
+    store_merged_warp4<kAttnStreams>(sm[g], sl[g], sacc[g], i, kvh * group + g, n_head, split, n_split, out, ldo, part_acc, part_ml, rd);
   }
   if (counters != nullptr) merge_if_last(counters, i, kvh, gridDim.y, kvh * group, group, n_head, D, n_split, part_acc, part_ml, out, ldo, rd);
 }
