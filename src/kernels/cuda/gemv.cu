@@ -532,10 +532,10 @@ void launch_gemv(std::span<const GemvOutput> outs, const float* x, int64_t ldx, 
     if (rows == 2) {
       launch(gemv_f16<T, 2>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
     } else {
-      // One token: 8 loads of a row in flight, before and after the wait (H100, Llama-3-8B F16:
-      // 1.016x 4 and 4; 4 and 8 was 0.995x).
+      // One token: 8 loads of a row before the wait, then 4 at a time (H100, Llama-3-8B F16, one
+      // sequence: 1.025x 4 and 4; 8 and 8: 1.016x; 12 or 16 before the wait: 0.90-0.94x).
       if constexpr (T == 1) {
-        launch(gemv_f16<T, 1, 8, 8>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
+        launch(gemv_f16<T, 1, 8, 4>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
       } else {
         launch(gemv_f16<T, 1>, grid, block, 0, st, job, x, cols / 8, static_cast<int>(ldx));
       }
