@@ -566,6 +566,21 @@ __device__ __forceinline__ void split_keys(const int32_t* ranges, int64_t i, int
   k1 = min(begin + count, k0 + chunk);
 }
 
+// The online-softmax states of W parts merged: the largest max M, the sum L, and each part's
+// weight exp(m_w - M) (0 for a part that saw no key).
+template <int W>
+__device__ __forceinline__ void merged_state(const float* ms, const float* ls, float& M, float& L, float (&wscale)[W]) {
+  M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < W; ++w) M = fmaxf(M, ms[w]);
+  L = 0;
+#pragma unroll
+  for (int w = 0; w < W; ++w) {
+    wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
+    L += ls[w] * wscale[w];
+  }
+}
+
 // The end of a decode-attention block, for query head h: merges the warps' online-softmax states
 // (max ms[w], sum ls[w], unnormalised sacc[w]) and writes the output row (one split) or the split's
 // partial result for merge_if_last or attention_combine_kernel.
@@ -573,16 +588,8 @@ template <int DT, int W = kAttnWarps>
 __device__ __forceinline__ void store_merged(const float (&ms)[W], const float (&ls)[W], const float (&sacc)[W][DT * 32], int64_t i,
                                              int h, int head_dim, int n_head, int split, int n_split, float* out, int64_t ldo,
                                              float* part_acc, float* part_ml, const Rounding& rd) {
-  float M = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < W; ++w) M = fmaxf(M, ms[w]);
-  float L = 0;
-  float wscale[W];
-#pragma unroll
-  for (int w = 0; w < W; ++w) {
-    wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
-    L += ls[w] * wscale[w];
-  }
+  float M, L, wscale[W];
+  merged_state<W>(ms, ls, M, L, wscale);
   const int64_t part = (i * n_head + h) * n_split + split;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float a = 0;
@@ -612,16 +619,8 @@ __device__ __forceinline__ void store_merged_warp4(const float* ms, const float*
                                                    float* part_ml, const Rounding& rd) {
   constexpr int D = 128;
   const int lane = threadIdx.x % kWarp, c = 4 * lane;
-  float M = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < W; ++w) M = fmaxf(M, ms[w]);
-  float L = 0;
-  float wscale[W];
-#pragma unroll
-  for (int w = 0; w < W; ++w) {
-    wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
-    L += ls[w] * wscale[w];
-  }
+  float M, L, wscale[W];
+  merged_state<W>(ms, ls, M, L, wscale);
   float a[4] = {0, 0, 0, 0};
 #pragma unroll
   for (int w = 0; w < W; ++w) {
