@@ -242,10 +242,19 @@ void BM_CudaQGemmTile(benchmark::State& state, DType type, int64_t rows, int64_t
 }
 #define TILES(T, NAME, R, C)                                                                                    \
   BENCHMARK_CAPTURE(BM_CudaQGemmTile, NAME##_##R##x##C, T, R, C)                                                \
-      ->ArgsProduct({{16, 32, 64, 128}, {1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13}, {0}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+      ->ArgsProduct({{16, 32, 64, 128}, {1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {0, 1, 2, 4}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
 TILES(DType::Q4_0, q4_0, 4096, 4096)
 TILES(DType::Q4_0, q4_0, 14336, 4096)
 TILES(DType::Q4_0, q4_0, 4096, 14336)
+// The products of a batched decode step of 64 sequences as launched (q/k/v together, gate and up
+// together), by warpgroup tile of 64 tokens and split count.
+#define DECODE_TILES(R, C)                                                                               \
+  BENCHMARK_CAPTURE(BM_CudaQGemmTile, q4_0_step_##R##x##C, DType::Q4_0, R, C)                            \
+      ->ArgsProduct({{64}, {10, 11, 14, 15}, {0, 1, 2, 3, 4, 5, 6, 8}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+DECODE_TILES(6144, 4096)
+DECODE_TILES(4096, 4096)
+DECODE_TILES(28672, 4096)
+DECODE_TILES(4096, 14336)
 
 BATCHED(DType::Q4_0, q4_0)
 BATCHED(DType::Q8_0, q8_0)

@@ -71,14 +71,20 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cas
 // exact, and the product with the block's scale is one F16 rounding, as cuBLAS's F16 path had.
 // Q4_0: a word's low nibbles are elements j..j+3 of the block, its high nibbles j+16..j+19.
 // High nibbles stay in place: 1024 + 16 l, and (1024 + 16 l) / 16 - 72 = l - 8, exactly, in one fma.
+// (a & mask) | bits as one LOP3: written in C++ with both constants immediate, it compiles to two.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
+  return d;
+}
 __device__ __forceinline__ void q4_pairs(uint32_t w, __half2 d, uint32_t& lo02, uint32_t& lo13, uint32_t& hi02, uint32_t& hi13) {
   const __half2 off = __half2half2(__ushort_as_half(0x6408));  // 1032 = 1024 + 8
   const __half2 sixteenth = __half2half2(__ushort_as_half(0x2C00)), off_hi = __half2half2(__ushort_as_half(0xD480));  // 1/16, -72
   const uint32_t w8 = w >> 8;
-  lo02 = h2_bits(__hmul2(__hsub2(bits_h2((w & 0x000F000Fu) | 0x64006400u), off), d));
-  lo13 = h2_bits(__hmul2(__hsub2(bits_h2((w8 & 0x000F000Fu) | 0x64006400u), off), d));
-  hi02 = h2_bits(__hmul2(__hfma2(bits_h2((w & 0x00F000F0u) | 0x64006400u), sixteenth, off_hi), d));
-  hi13 = h2_bits(__hmul2(__hfma2(bits_h2((w8 & 0x00F000F0u) | 0x64006400u), sixteenth, off_hi), d));
+  lo02 = h2_bits(__hmul2(__hsub2(bits_h2(and_or(w, 0x000F000Fu, 0x64006400u)), off), d));
+  lo13 = h2_bits(__hmul2(__hsub2(bits_h2(and_or(w8, 0x000F000Fu, 0x64006400u)), off), d));
+  hi02 = h2_bits(__hmul2(__hfma2(bits_h2(and_or(w, 0x00F000F0u, 0x64006400u)), sixteenth, off_hi), d));
+  hi13 = h2_bits(__hmul2(__hfma2(bits_h2(and_or(w8, 0x00F000F0u, 0x64006400u)), sixteenth, off_hi), d));
 }
 // Q8_0: signed bytes; flipping the sign bit gives l + 128 as an unsigned byte.
 __device__ __forceinline__ void q8_pairs(uint32_t w, __half2 d, uint32_t& p02, uint32_t& p13) {
@@ -278,6 +284,49 @@ struct ActivationCopies {
   }
 };
 
+// Q4_0 / Q8_0: the stored bytes of quant block kb for rows r and r + 8 (this thread's words of
+// levels and the two scales), read from shared memory apart from their conversion so that the
+// wgmma kernel can read a block's while it converts the block before.
+template <WFmt F>
+struct RawBlock {
+  uint32_t w[F == WFmt::Q8_0 ? 4 : 2];
+  __half d[2];
+};
+template <WFmt F>
+__device__ __forceinline__ RawBlock<F> raw_block(const uint8_t* sa, const uint8_t* sas_bytes, int r, int kb, int t4) {
+  static_assert(kBlock32<F>, "blocks of 32");
+  const auto* sas = reinterpret_cast<const __half*>(sas_bytes);
+  RawBlock<F> b;
+  b.d[0] = sas[r * kKB + kb];
+  b.d[1] = sas[(r + 8) * kKB + kb];
+  if constexpr (F == WFmt::Q4_0) {
+    b.w[0] = *reinterpret_cast<const uint32_t*>(sa + r * kRowA<F> + kb * 16 + 4 * t4);
+    b.w[1] = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * kRowA<F> + kb * 16 + 4 * t4);
+  } else {
+    const uint8_t* p0 = sa + r * kRowA<F> + kb * 32 + 4 * t4;
+    const uint8_t* p1 = p0 + 8 * kRowA<F>;
+    b.w[0] = *reinterpret_cast<const uint32_t*>(p0);
+    b.w[1] = *reinterpret_cast<const uint32_t*>(p1);
+    b.w[2] = *reinterpret_cast<const uint32_t*>(p0 + 16);
+    b.w[3] = *reinterpret_cast<const uint32_t*>(p1 + 16);
+  }
+  return b;
+}
+// The block's A operands from those bytes (see weight_fragments).
+template <WFmt F>
+__device__ __forceinline__ void block32_fragments(const RawBlock<F>& b, uint32_t (&a)[2][4]) {
+  const __half2 d0 = __half2half2(b.d[0]), d1 = __half2half2(b.d[1]);
+  if constexpr (F == WFmt::Q4_0) {
+    q4_pairs(b.w[0], d0, a[0][0], a[0][2], a[1][0], a[1][2]);
+    q4_pairs(b.w[1], d1, a[0][1], a[0][3], a[1][1], a[1][3]);
+  } else {
+    q8_pairs(b.w[0], d0, a[0][0], a[0][2]);
+    q8_pairs(b.w[1], d1, a[0][1], a[0][3]);
+    q8_pairs(b.w[2], d0, a[1][0], a[1][2]);
+    q8_pairs(b.w[3], d1, a[1][1], a[1][3]);
+  }
+}
+
 // The A operands of quant block kb of a stage for the 16 tile rows r.. r + 15 (r a multiple of
 // 16 plus this lane's g): the block's two k16 halves in the register layout of mma.m16n8k16 (and
 // of each warp's 16 rows of a wgmma), rows r + g (regs 0, 2) and r + g + 8 (regs 1, 3); this
@@ -285,7 +334,6 @@ struct ActivationCopies {
 template <WFmt F>
 __device__ __forceinline__ void weight_fragments(const uint8_t* sa, const uint8_t* sas_bytes, int r, int kb, int stage, int row0, int rows, int nb,
                                                  int t4, uint32_t (&a)[2][4]) {
-  const auto* sas = reinterpret_cast<const __half*>(sas_bytes);
   if constexpr (F == WFmt::Q4_K) {
     const int j = (stage % 2) * 4 + kb;  // sub-block of the super-block
 #pragma unroll
@@ -321,20 +369,8 @@ __device__ __forceinline__ void weight_fragments(const uint8_t* sa, const uint8_
       q6_pairs(lo, ds_lo, a[0][half], a[0][half + 2]);
       q6_pairs(hi, ds_hi, a[1][half], a[1][half + 2]);
     }
-  } else if constexpr (F == WFmt::Q4_0) {
-    const __half2 d0 = __half2half2(sas[r * kKB + kb]), d1 = __half2half2(sas[(r + 8) * kKB + kb]);
-    const uint32_t w0 = *reinterpret_cast<const uint32_t*>(sa + r * kRowA<F> + kb * 16 + 4 * t4);
-    const uint32_t w1 = *reinterpret_cast<const uint32_t*>(sa + (r + 8) * kRowA<F> + kb * 16 + 4 * t4);
-    q4_pairs(w0, d0, a[0][0], a[0][2], a[1][0], a[1][2]);
-    q4_pairs(w1, d1, a[0][1], a[0][3], a[1][1], a[1][3]);
   } else {
-    const __half2 d0 = __half2half2(sas[r * kKB + kb]), d1 = __half2half2(sas[(r + 8) * kKB + kb]);
-    const uint8_t* p0 = sa + r * kRowA<F> + kb * 32 + 4 * t4;
-    const uint8_t* p1 = p0 + 8 * kRowA<F>;
-    q8_pairs(*reinterpret_cast<const uint32_t*>(p0), d0, a[0][0], a[0][2]);
-    q8_pairs(*reinterpret_cast<const uint32_t*>(p1), d1, a[0][1], a[0][3]);
-    q8_pairs(*reinterpret_cast<const uint32_t*>(p0 + 16), d0, a[1][0], a[1][2]);
-    q8_pairs(*reinterpret_cast<const uint32_t*>(p1 + 16), d1, a[1][1], a[1][3]);
+    block32_fragments<F>(raw_block<F>(sa, sas_bytes, r, kb, t4), a);
   }
 }
 
@@ -429,6 +465,8 @@ struct WgConfig {
   static constexpr int MS = MS_, S = S_, kMinCtas = MIN_CTAS, N = N_;
   static_assert(N == 16 || N == 32 || N == 64, "wgmma_64xNx16 shapes");
 };
+constexpr int kMaxDynamicSmem = 227 * 1024;  // a CTA's on sm_90
+
 template <class C, WFmt F>
 struct WgTile {
   static constexpr int kThreads = 256, kRows = 2 * C::MS * 64, kTokens = C::N, KB = kKB;
@@ -547,24 +585,45 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
   auto compute_stage = [&](int slot, int k) {
     const uint8_t* sb = smem + slot * L::kStageBytes;
     const uint8_t* sa = sb + L::kB;
-    const uint32_t b_base = smem_u32(sb);
+    // The descriptor's address field is the byte address / 16 (the stage lies well inside it):
+    // a k16 step's descriptor is the stage's plus its offset / 16.
+    const uint64_t desc0 = sw128_desc(smem_u32(sb));
+    auto row_of = [&](int ms) { return (wg * MS + ms) * 64 + w4 * 16 + g; };
+    // Q4_0 / Q8_0: block kb + 1's bytes are read from shared memory while block kb converts.
+    RawBlock<F> raw[MS];
+    if constexpr (kBlock32<F>) {
+#pragma unroll
+      for (int ms = 0; ms < MS; ++ms) raw[ms] = raw_block<F>(sa, sa + L::kA, row_of(ms), 0, t4);
+    }
 #pragma unroll
     for (int kb = 0; kb < KB; ++kb) {
+      RawBlock<F> next[MS];
+      if constexpr (kBlock32<F>) {
+        if (kb + 1 < KB) {
+#pragma unroll
+          for (int ms = 0; ms < MS; ++ms) next[ms] = raw_block<F>(sa, sa + L::kA, row_of(ms), kb + 1, t4);
+        }
+      }
       wgmma_wait<KB - 1>();
 #pragma unroll
       for (int ms = 0; ms < MS; ++ms) {
         hold(a[kb][ms]);
-        weight_fragments<F>(sa, sa + L::kA, (wg * MS + ms) * 64 + w4 * 16 + g, kb, cw.first + k, cw.row0, cw.rows, nb, t4, a[kb][ms]);
+        if constexpr (kBlock32<F>) block32_fragments<F>(raw[ms], a[kb][ms]);
+        else weight_fragments<F>(sa, sa + L::kA, row_of(ms), kb, cw.first + k, cw.row0, cw.rows, nb, t4, a[kb][ms]);
       }
       wgmma_fence();  // this block's fragments (and the accumulators) are written
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int s = 2 * kb + h;  // k16 step of the stage: chunk s / 4, 32 bytes a step within it
-        const uint64_t desc = sw128_desc(b_base + (s / 4) * L::kChunkB + (s % 4) * 32);
+        const uint64_t desc = desc0 + static_cast<uint64_t>(((s / 4) * L::kChunkB + (s % 4) * 32) >> 4);
 #pragma unroll
         for (int ms = 0; ms < MS; ++ms) wgmma_64xNx16(acc[ms], a[kb][ms][h], desc, k > 0 || s > 0);
       }
       wgmma_commit();
+      if constexpr (kBlock32<F>) {
+#pragma unroll
+        for (int ms = 0; ms < MS; ++ms) raw[ms] = next[ms];
+      }
     }
   };
   static_assert(kStages >= 3, "copies run S - 2 stages ahead");
@@ -717,8 +776,16 @@ bool wgmma_available() {
 #endif
 }
 
+// Row tiles of kRows over a launch's matrices.
+int row_tiles(const Run& run, int rows_per_tile) {
+  int tiles = 0;
+  for (const QGemmOutput& o : run.outs) tiles += static_cast<int>((o.w->rows + rows_per_tile - 1) / rows_per_tile);
+  return tiles;
+}
+
 template <WFmt F>
-void launch_tile(QGemmTile tile, const Run& run) {
+void launch_tile(QGemmTile tile, const Run& run_in) {
+  Run run = run_in;
   if (tile == QGemmTile::Auto) {
     static const int forced = [] {  // VIREO_CUDA_QGEMM_TILE: a QGemmTile's number, for tuning
       const char* e = std::getenv("VIREO_CUDA_QGEMM_TILE");
@@ -730,10 +797,28 @@ void launch_tile(QGemmTile tile, const Run& run) {
     // on Hopper the warpgroup tiles of as many tokens (10-13% faster than mma.sync at 32 and 64).
     if (wgmma_available()) tile = n <= 16 ? QGemmTile::H128xT16 : n <= 32 ? QGemmTile::H128xT32 : QGemmTile::H128xT64;
     else tile = n <= 16 ? QGemmTile::R32xT32 : n <= 32 ? QGemmTile::R128xT32W8 : QGemmTile::R128xT64W8;
+    if (wgmma_available() && n > 32 && n <= 64 && run.splits <= 0) {
+      // One CTA an SM with a deeper pipeline beats two when one wave of them about fills the GPU
+      // (H100, 64 tokens, Q4_0, against 128 x 64 with its own splits): 4096 x 4096 and
+      // 4096 x 14336 in 128-row tiles, 4 splits each, 0.86x and 0.92x the time; gate and up
+      // (28672 x 4096) in 256-row tiles unsplit, 0.95x. q/k/v (6144 x 4096) fill neither well.
+      const int sms = sm_count(), n_stages = static_cast<int>(run.outs[0].w->cols / (kKB * 32));
+      const int t128 = row_tiles(run, 128), t256 = row_tiles(run, 256);
+      const int s128 = std::min(sms / t128, n_stages / 4);
+      if (s128 >= 2 && 10 * t128 * s128 >= 9 * sms) {
+        tile = QGemmTile::H128xT64S6;
+        run.splits = s128;
+      } else if (t256 <= sms && 100 * t256 >= 84 * sms && WgTile<WgConfig<2, 5, 1, 64>, F>::kSmem <= kMaxDynamicSmem) {
+        tile = QGemmTile::H256xT64S5;
+        run.splits = 1;
+      }
+    }
     if (forced > 0 && n > 16) tile = static_cast<QGemmTile>(forced);
   }
   if (!wgmma_available()) {
-    if (tile == QGemmTile::H128xT64 || tile == QGemmTile::H256xT64) tile = QGemmTile::R128xT64W8;
+    if (tile == QGemmTile::H128xT64 || tile == QGemmTile::H256xT64 || tile == QGemmTile::H128xT64S6 || tile == QGemmTile::H256xT64S5) {
+      tile = QGemmTile::R128xT64W8;
+    }
     if (tile == QGemmTile::H128xT32) tile = QGemmTile::R128xT32W8;
     if (tile == QGemmTile::H128xT16) tile = QGemmTile::R32xT32;
   }
@@ -750,6 +835,11 @@ void launch_tile(QGemmTile tile, const Run& run) {
     case QGemmTile::H256xT64: launch_wgmma<WgConfig<2, 4, 1, 64>, F>(run); break;
     case QGemmTile::H128xT32: launch_wgmma<WgConfig<1, 4, 2, 32>, F>(run); break;
     case QGemmTile::H128xT16: launch_wgmma<WgConfig<1, 4, 2, 16>, F>(run); break;
+    case QGemmTile::H128xT64S6: launch_wgmma<WgConfig<1, 6, 1, 64>, F>(run); break;
+    case QGemmTile::H256xT64S5:  // Q8_0's stages are too large for five of 256 rows
+      if constexpr (WgTile<WgConfig<2, 5, 1, 64>, F>::kSmem <= kMaxDynamicSmem) launch_wgmma<WgConfig<2, 5, 1, 64>, F>(run);
+      else launch_wgmma<WgConfig<2, 4, 1, 64>, F>(run);
+      break;
     default: launch_config<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
 }

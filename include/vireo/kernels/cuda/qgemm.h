@@ -13,9 +13,10 @@ namespace vireo::cuda {
 
 // Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product. The H tiles
 // are Hopper's warpgroup products (wgmma); on other devices, or in a build without an sm_90a
-// image, they run as R128xT64W8 (H128xT32 as R128xT32W8, H128xT16 as R32xT32).
+// image, they run as R128xT64W8 (H128xT32 as R128xT32W8, H128xT16 as R32xT32). H128xT64S6 and
+// H256xT64S5 run one CTA an SM with 6 and 5 stages in flight (the others two CTAs, 4 stages).
 enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3,
-                       R128xT32W8, H128xT64, H256xT64, H128xT32, H128xT16 };
+                       R128xT32W8, H128xT64, H256xT64, H128xT32, H128xT16, H128xT64S6, H256xT64S5 };
 struct QGemmOptions {
   QGemmTile tile = QGemmTile::Auto;
   int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
