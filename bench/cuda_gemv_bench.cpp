@@ -255,6 +255,17 @@ DECODE_TILES(6144, 4096)
 DECODE_TILES(4096, 4096)
 DECODE_TILES(28672, 4096)
 DECODE_TILES(4096, 14336)
+// Auto (tile 0) against the 128 x 64 warpgroup tile with its own splits (10), every type.
+#define DECODE_AUTO(T, NAME, R, C)                                                                       \
+  BENCHMARK_CAPTURE(BM_CudaQGemmTile, NAME##_auto_##R##x##C, T, R, C)                                    \
+      ->ArgsProduct({{64}, {0, 10}, {0}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+#define DECODE_AUTO_TYPE(T, NAME) \
+  DECODE_AUTO(T, NAME, 6144, 4096) DECODE_AUTO(T, NAME, 4096, 4096) DECODE_AUTO(T, NAME, 28672, 4096) DECODE_AUTO(T, NAME, 4096, 14336)
+DECODE_AUTO_TYPE(DType::Q4_0, q4_0)
+DECODE_AUTO_TYPE(DType::Q8_0, q8_0)
+DECODE_AUTO_TYPE(DType::Q4_K, q4_K)
+DECODE_AUTO_TYPE(DType::Q6_K, q6_K)
+DECODE_AUTO(DType::Q6_K, q6_K, 128256, 4096)
 
 BATCHED(DType::Q4_0, q4_0)
 BATCHED(DType::Q8_0, q8_0)

@@ -798,17 +798,20 @@ void launch_tile(QGemmTile tile, const Run& run_in) {
     if (wgmma_available()) tile = n <= 16 ? QGemmTile::H128xT16 : n <= 32 ? QGemmTile::H128xT32 : QGemmTile::H128xT64;
     else tile = n <= 16 ? QGemmTile::R32xT32 : n <= 32 ? QGemmTile::R128xT32W8 : QGemmTile::R128xT64W8;
     if (wgmma_available() && n > 32 && n <= 64 && run.splits <= 0) {
-      // One CTA an SM with a deeper pipeline beats two when one wave of them about fills the GPU
-      // (H100, 64 tokens, Q4_0, against 128 x 64 with its own splits): 4096 x 4096 and
-      // 4096 x 14336 in 128-row tiles, 4 splits each, 0.86x and 0.92x the time; gate and up
-      // (28672 x 4096) in 256-row tiles unsplit, 0.95x. q/k/v (6144 x 4096) fill neither well.
+      // One CTA an SM with a deeper pipeline beats two when one wave of them about fills the GPU.
+      // Measured on an H100, 64 tokens, against 128 x 64 tiles with their own splits:
+      // - 4096 x 4096 and 4096 x 14336 in 128-row tiles, 4 splits: Q4_0 0.87x and 0.91x the time,
+      //   Q8_0 0.67x and 0.84x, Q4_K 0.88x and 1.00x, Q6_K 0.75x and 0.84x;
+      // - gate and up (28672 x 4096) in 256-row tiles, unsplit: Q4_0 0.95x, but Q4_K 1.14x and
+      //   Q8_0 (four stages of 256 rows fit) 1.01x, so Q4_0 only;
+      // - q/k/v (6144 x 4096) fill neither well.
       const int sms = sm_count(), n_stages = static_cast<int>(run.outs[0].w->cols / (kKB * 32));
       const int t128 = row_tiles(run, 128), t256 = row_tiles(run, 256);
       const int s128 = std::min(sms / t128, n_stages / 4);
       if (s128 >= 2 && 10 * t128 * s128 >= 9 * sms) {
         tile = QGemmTile::H128xT64S6;
         run.splits = s128;
-      } else if (t256 <= sms && 100 * t256 >= 84 * sms && WgTile<WgConfig<2, 5, 1, 64>, F>::kSmem <= kMaxDynamicSmem) {
+      } else if (F == WFmt::Q4_0 && t256 <= sms && 100 * t256 >= 84 * sms) {
         tile = QGemmTile::H256xT64S5;
         run.splits = 1;
       }
