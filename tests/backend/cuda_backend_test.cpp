@@ -99,8 +99,10 @@ TEST(CudaBackend, ElementwiseAndRowOpsMatchTheCpu) {
   VIREO_REQUIRE_GPU();
   Pair p;
   std::mt19937 rng(11);
-  // 8192 and 12800 columns: the norm's runs of 4 two and four to a thread.
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 8}, {3, 33}, {17, 4095}, {5, 4096}, {2, 8192}, {3, 12800}}) {
+  // 8192 and 12800 columns: the norm's runs of 4 two and four to a thread. 70001 rows: more than
+  // a grid's 65535 rows (the elementwise kernels walk rows with a stride).
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 8}, {3, 33}, {17, 4095}, {5, 4096}, {2, 8192}, {3, 12800}, {70001, 12}, {70001, 3}}) {
     SCOPED_TRACE(testing::Message() << rows << "x" << cols);
     const auto a = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);
     const auto b = random_floats(static_cast<size_t>(rows * cols), rng, -4, 4);

@@ -31,6 +31,12 @@ void check_launch(const char* what) {
 }
 cudaStream_t st(Stream s) { return static_cast<cudaStream_t>(s); }
 unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+// Elementwise kernels over rows: blockIdx.x covers a row's units, blockIdx.y picks the row (with a
+// stride of gridDim.y past 65,535 rows), so no element pays a 64-bit division for its place.
+dim3 rows_grid(int64_t rows, int64_t units_per_row, int threads, unsigned z = 1) {
+  return dim3(blocks_for(units_per_row, threads), static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)), z);
+}
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -144,42 +150,71 @@ __global__ void dequantize_rows_kernel(WeightView w, int64_t row0, int64_t n_row
   reinterpret_cast<uint4*>(out)[idx] = packed;
 }
 
+// out [rows][cols] (F16 or BF16) = x; V consecutive elements a thread (4: float4 in, 8 bytes out).
+template <int V>
 __global__ void convert_f32_kernel(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16) {
   kernel_prologue();
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * cols) return;
-  const float v = x[(idx / cols) * ldx + idx % cols];
-  if (bf16) {
-    static_cast<__nv_bfloat16*>(out)[idx] = __float2bfloat16_rn(v);
-  } else {
-    static_cast<__half*>(out)[idx] = __float2half_rn(v);
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (c >= cols) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float* xr = x + r * ldx + c;
+    const int64_t o = r * cols + c;
+    if constexpr (V == 4) {
+      const float4 v = *reinterpret_cast<const float4*>(xr);
+      uint2 packed;
+      if (bf16) {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        packed = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+        *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(out) + o) = packed;
+      } else {
+        const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
+        packed = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+        *reinterpret_cast<uint2*>(static_cast<__half*>(out) + o) = packed;
+      }
+    } else if (bf16) {
+      static_cast<__nv_bfloat16*>(out)[o] = __float2bfloat16_rn(xr[0]);
+    } else {
+      static_cast<__half*>(out)[o] = __float2half_rn(xr[0]);
+    }
   }
 }
 
 // ---------------------------------------------------------------- elementwise
 
+__device__ __forceinline__ float binary_op(Binary op, float x, float y) {
+  switch (op) {
+    case Binary::Add: return x + y;
+    case Binary::Mul: return x * y;
+    case Binary::SiluMul: return x / (1.0f + expf(-x)) * y;
+    default: return 0.5f * x * (1.0f + tanhf(0.7978845608f * x * (1.0f + 0.044715f * x * x)));
+  }
+}
+// V consecutive elements a thread (4: float4 loads and stores); b is not read for Gelu.
+template <int V>
 __global__ void binary_kernel(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo,
                               int64_t rows, int64_t cols) {
   kernel_prologue();
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * cols) return;
-  const int64_t r = idx / cols, c = idx % cols;
-  const float x = a[r * lda + c];
-  float y;
-  switch (op) {
-    case Binary::Add: y = x + b[r * ldb + c]; break;
-    case Binary::Mul: y = x * b[r * ldb + c]; break;
-    case Binary::SiluMul: y = x / (1.0f + expf(-x)) * b[r * ldb + c]; break;
-    default: y = 0.5f * x * (1.0f + tanhf(0.7978845608f * x * (1.0f + 0.044715f * x * x))); break;
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (c >= cols) return;
+  const bool unary = op == Binary::Gelu;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    if constexpr (V == 4) {
+      const float4 x = *reinterpret_cast<const float4*>(a + r * lda + c);
+      const float4 y = unary ? x : *reinterpret_cast<const float4*>(b + r * ldb + c);
+      *reinterpret_cast<float4*>(out + r * ldo + c) =
+          make_float4(binary_op(op, x.x, y.x), binary_op(op, x.y, y.y), binary_op(op, x.z, y.z), binary_op(op, x.w, y.w));
+    } else {
+      const float x = a[r * lda + c];
+      out[r * ldo + c] = binary_op(op, x, unary ? x : b[r * ldb + c]);
+    }
   }
-  out[r * ldo + c] = y;
 }
 
 __global__ void add_bias_kernel(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias) {
   kernel_prologue();
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * cols) return;
-  x[(idx / cols) * ldx + idx % cols] += bias[idx % cols];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) x[r * ldx + c] += bias[c];
 }
 
 // ---------------------------------------------------------------- row reductions
@@ -473,20 +508,20 @@ __device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const Ro
   v[i1] = x0 * sn + x1 * cs;
 }
 
-// One thread per (row, head, pair of dimensions); blockIdx.y 1 rotates a second tensor (k beside
-// q) at the same positions, so one launch serves both.
+// One thread per (head, pair of dimensions) of a row (rows_grid); blockIdx.z 1 rotates a second
+// tensor (k beside q) at the same positions, so one launch serves both.
 __global__ void rope_kernel(float* x, int64_t ldx, int n_heads, float* x2, int64_t ldx2, int n_heads2, const int32_t* positions,
                             int64_t rows, RopeArgs ra) {
   kernel_prologue();
-  if (blockIdx.y == 1) x = x2, ldx = ldx2, n_heads = n_heads2;
+  if (blockIdx.z == 1) x = x2, ldx = ldx2, n_heads = n_heads2;
   const int half = ra.n_dims / 2;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * n_heads * half) return;
-  const int i = static_cast<int>(idx % half);
-  const int head = static_cast<int>(idx / half % n_heads);
-  const int64_t r = idx / half / n_heads;
-  int i0, i1;
-  rope_pair(x + r * ldx + static_cast<int64_t>(head) * ra.head_dim, positions[r], i, ra, i0, i1);
+  const int u = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (u >= n_heads * half) return;
+  const int i = u % half, head = u / half;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    int i0, i1;
+    rope_pair(x + r * ldx + static_cast<int64_t>(head) * ra.head_dim, positions[r], i, ra, i0, i1);
+  }
 }
 
 __device__ __forceinline__ void store_cell(void* cache, int64_t idx, float v, bool f16) {
@@ -494,51 +529,52 @@ __device__ __forceinline__ void store_cell(void* cache, int64_t idx, float v, bo
   else static_cast<float*>(cache)[idx] = v;
 }
 
-// rope_kernel on q (blockIdx.y 0) and k (1), the roped k also written to the cache, and v copied
+// rope_kernel on q (blockIdx.z 0) and k (1), the roped k also written to the cache, and v copied
 // there (2): one launch from the q/k/v products to attention. Every dimension is rotated
-// (n_dims == head_dim).
+// (n_dims == head_dim). A thread takes one (head, pair) of a row (rows_grid).
 __global__ void rope_kv_write_kernel(float* q, int64_t ldq, float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* positions,
                                      const int32_t* cells, int64_t rows, int n_head, int n_head_kv, RopeArgs ra, void* k_cache,
                                      void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16) {
   kernel_prologue();
   const int half = ra.n_dims / 2;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int heads = blockIdx.y == 0 ? n_head : n_head_kv;
-  if (idx >= rows * heads * half) return;
-  const int i = static_cast<int>(idx % half);
-  const int head = static_cast<int>(idx / half % heads);
-  const int64_t r = idx / half / heads;
+  const int u = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  const int heads = blockIdx.z == 0 ? n_head : n_head_kv;
+  if (u >= heads * half) return;
+  const int i = u % half, head = u / half;
   const int64_t col = static_cast<int64_t>(head) * ra.head_dim;
-  const int64_t cell = cells[r];
-  const bool cached = cell >= 0 && cell < n_cells;  // the runtime hands out valid cells
-  if (blockIdx.y == 0) {
-    int i0, i1;
-    rope_pair(q + r * ldq + col, positions[r], i, ra, i0, i1);
-  } else if (blockIdx.y == 1) {
-    float* kr = k + r * ldk + col;
-    int i0, i1;
-    rope_pair(kr, positions[r], i, ra, i0, i1);
-    if (cached) {
-      store_cell(k_cache, cell * ld_cache + col + i0, kr[i0], f16);
-      store_cell(k_cache, cell * ld_cache + col + i1, kr[i1], f16);
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int64_t cell = cells[r];
+    const bool cached = cell >= 0 && cell < n_cells;  // the runtime hands out valid cells
+    if (blockIdx.z == 0) {
+      int i0, i1;
+      rope_pair(q + r * ldq + col, positions[r], i, ra, i0, i1);
+    } else if (blockIdx.z == 1) {
+      float* kr = k + r * ldk + col;
+      int i0, i1;
+      rope_pair(kr, positions[r], i, ra, i0, i1);
+      if (cached) {
+        store_cell(k_cache, cell * ld_cache + col + i0, kr[i0], f16);
+        store_cell(k_cache, cell * ld_cache + col + i1, kr[i1], f16);
+      }
+    } else if (cached) {
+      const float* vr = v + r * ldv + col;
+      store_cell(v_cache, cell * ld_cache + col + 2 * i, vr[2 * i], f16);
+      store_cell(v_cache, cell * ld_cache + col + 2 * i + 1, vr[2 * i + 1], f16);
     }
-  } else if (cached) {
-    const float* vr = v + r * ldv + col;
-    store_cell(v_cache, cell * ld_cache + col + 2 * i, vr[2 * i], f16);
-    store_cell(v_cache, cell * ld_cache + col + 2 * i + 1, vr[2 * i + 1], f16);
   }
 }
 
 __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows,
                                 int64_t cols, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16) {
   kernel_prologue();
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= rows * cols) return;
-  const int64_t r = idx / cols, c = idx % cols;
-  const int64_t cell = cells[r];
-  if (cell < 0 || cell >= n_cells) return;  // the runtime hands out valid cells
-  store_cell(k_cache, cell * ld_cache + c, k[r * ldk + c], f16);
-  store_cell(v_cache, cell * ld_cache + c, v[r * ldv + c], f16);
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int64_t cell = cells[r];
+    if (cell < 0 || cell >= n_cells) continue;  // the runtime hands out valid cells
+    store_cell(k_cache, cell * ld_cache + c, k[r * ldk + c], f16);
+    store_cell(v_cache, cell * ld_cache + c, v[r * ldv + c], f16);
+  }
 }
 
 // ---------------------------------------------------------------- attention
@@ -1728,20 +1764,29 @@ void dequantize_rows(const DeviceMatrix& w, int64_t row0, int64_t n_rows, void* 
 
 void convert_f32(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16, Stream s) {
   if (rows * cols == 0) return;
-  launch(convert_f32_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
+  if (cols % 4 == 0 && ldx % 4 == 0 && aligned(x, 16) && aligned(out, 8)) {
+    launch(convert_f32_kernel<4>, rows_grid(rows, cols / 4, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
+  } else {
+    launch(convert_f32_kernel<1>, rows_grid(rows, cols, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
+  }
   check_launch("convert_f32");
 }
 
 void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo, int64_t rows,
             int64_t cols, Stream s) {
   if (rows * cols == 0) return;
-  launch(binary_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
+  const bool b_vec = op == Binary::Gelu || (ldb % 4 == 0 && aligned(b, 16));
+  if (cols % 4 == 0 && lda % 4 == 0 && ldo % 4 == 0 && aligned(a, 16) && aligned(out, 16) && b_vec) {
+    launch(binary_kernel<4>, rows_grid(rows, cols / 4, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
+  } else {
+    launch(binary_kernel<1>, rows_grid(rows, cols, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
+  }
   check_launch("elementwise");
 }
 
 void add_bias(float* x, int64_t ldx, int64_t rows, int64_t cols, const float* bias, Stream s) {
   if (rows * cols == 0) return;
-  launch(add_bias_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), x, ldx, rows, cols, bias);
+  launch(add_bias_kernel, rows_grid(rows, cols, 256), 256, 0, st(s), x, ldx, rows, cols, bias);
   check_launch("add_bias");
 }
 
@@ -1839,9 +1884,9 @@ void mean_rows(const float* x, int64_t ldx, int64_t cols, const int32_t* ranges,
 
 void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_heads, int head_dim, int n_dims, bool neox,
           float theta_scale, const float* freq_factors, float freq_scale, Stream s, float* x2, int64_t ldx2, int n_heads2) {
-  const int64_t n = rows * std::max(n_heads, x2 != nullptr ? n_heads2 : 0) * (n_dims / 2);
-  if (n == 0) return;
-  const dim3 grid(blocks_for(n, 128), x2 != nullptr ? 2 : 1);
+  const int64_t per_row = std::max(n_heads, x2 != nullptr ? n_heads2 : 0) * (n_dims / 2);
+  if (rows * per_row == 0) return;
+  const dim3 grid = rows_grid(rows, per_row, 128, x2 != nullptr ? 2 : 1);
   launch(rope_kernel, grid, 128, 0, st(s), x, ldx, n_heads, x2, ldx2, n_heads2, positions, rows,
          RopeArgs{head_dim, n_dims, neox, theta_scale, freq_factors, freq_scale});
   check_launch("rope");
@@ -1851,10 +1896,10 @@ void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, const float* v,
                    const int32_t* cells, int64_t rows, int n_head, int n_head_kv, int head_dim, bool neox, float theta_scale,
                    const float* freq_factors, float freq_scale, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16,
                    Stream s) {
-  const int64_t n = rows * std::max(n_head, n_head_kv) * (head_dim / 2);
-  if (n == 0) return;
+  const int64_t per_row = std::max(n_head, n_head_kv) * (head_dim / 2);
+  if (rows * per_row == 0) return;
   if (head_dim % 2 != 0) throw Error(ErrorCode::InvalidArgument, "cuda rope_kv_write: odd head size");
-  launch(rope_kv_write_kernel, dim3(blocks_for(n, 128), 3), 128, 0, st(s), q, ldq, k, ldk, v, ldv, positions, cells, rows, n_head,
+  launch(rope_kv_write_kernel, rows_grid(rows, per_row, 128, 3), 128, 0, st(s), q, ldq, k, ldk, v, ldv, positions, cells, rows, n_head,
          n_head_kv, RopeArgs{head_dim, head_dim, neox, theta_scale, freq_factors, freq_scale}, k_cache, v_cache, ld_cache, n_cells, f16);
   check_launch("rope_kv_write");
 }
@@ -1862,7 +1907,7 @@ void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, const float* v,
 void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows, int64_t cols,
               void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s) {
   if (rows * cols == 0) return;
-  launch(kv_write_kernel, blocks_for(rows * cols, 256), 256, 0, st(s), k, ldk, v, ldv, cells, rows, cols, k_cache, v_cache, ld_cache,
+  launch(kv_write_kernel, rows_grid(rows, cols, 256), 256, 0, st(s), k, ldk, v, ldv, cells, rows, cols, k_cache, v_cache, ld_cache,
                                                                   n_cells, f16);
   check_launch("kv_write");
 }
