@@ -621,8 +621,10 @@ __global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __g
       }
       wgmma_commit();
       if constexpr (kBlock32<F>) {
+        if (kb + 1 < KB) {
 #pragma unroll
-        for (int ms = 0; ms < MS; ++ms) raw[ms] = next[ms];
+          for (int ms = 0; ms < MS; ++ms) raw[ms] = next[ms];
+        }
       }
     }
   };
@@ -755,6 +757,7 @@ void launch_config(const Run& run) {
 }
 template <class C, WFmt F>
 void launch_wgmma(const Run& run) {
+  static_assert(WgTile<C, F>::kSmem <= kMaxDynamicSmem, "the tile's stages fit in a CTA's shared memory");
   launch_tiles<WgTile<C, F>>(run, qgemm_wgmma_kernel<C, F>);
 }
 
@@ -840,8 +843,8 @@ void launch_tile(QGemmTile tile, const Run& run_in) {
     case QGemmTile::H128xT16: launch_wgmma<WgConfig<1, 4, 2, 16>, F>(run); break;
     case QGemmTile::H128xT64S6: launch_wgmma<WgConfig<1, 6, 1, 64>, F>(run); break;
     case QGemmTile::H256xT64S5:  // Q8_0's stages are too large for five of 256 rows
-      if constexpr (WgTile<WgConfig<2, 5, 1, 64>, F>::kSmem <= kMaxDynamicSmem) launch_wgmma<WgConfig<2, 5, 1, 64>, F>(run);
-      else launch_wgmma<WgConfig<2, 4, 1, 64>, F>(run);
+      if constexpr (F == WFmt::Q8_0) launch_wgmma<WgConfig<2, 4, 1, 64>, F>(run);
+      else launch_wgmma<WgConfig<2, 5, 1, 64>, F>(run);
       break;
     default: launch_config<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
