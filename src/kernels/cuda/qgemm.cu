@@ -60,6 +60,12 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+// (a & mask) | bits as one LOP3: written in C++ with both constants immediate, it compiles to two.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
+  return d;
+}
 
 // Weights become F16 in registers, one block of 32 at a time, as two k16 mma operands. Within a
 // block the order of k is free as long as weights and activations agree: a thread's word of
@@ -71,12 +77,6 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cas
 // exact, and the product with the block's scale is one F16 rounding, as cuBLAS's F16 path had.
 // Q4_0: a word's low nibbles are elements j..j+3 of the block, its high nibbles j+16..j+19.
 // High nibbles stay in place: 1024 + 16 l, and (1024 + 16 l) / 16 - 72 = l - 8, exactly, in one fma.
-// (a & mask) | bits as one LOP3: written in C++ with both constants immediate, it compiles to two.
-__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
-  return d;
-}
 __device__ __forceinline__ void q4_pairs(uint32_t w, __half2 d, uint32_t& lo02, uint32_t& lo13, uint32_t& hi02, uint32_t& hi13) {
   const __half2 off = __half2half2(__ushort_as_half(0x6408));  // 1032 = 1024 + 8
   const __half2 sixteenth = __half2half2(__ushort_as_half(0x2C00)), off_hi = __half2half2(__ushort_as_half(0xD480));  // 1/16, -72
