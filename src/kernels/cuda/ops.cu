@@ -37,6 +37,8 @@ dim3 rows_grid(int64_t rows, int64_t units_per_row, int threads, unsigned z = 1)
   return dim3(blocks_for(units_per_row, threads), static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)), z);
 }
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+// Rows of floats ld apart from p that float4 loads and stores can take: 16-byte aligned, ld a multiple of 4.
+bool float4_rows(const void* p, int64_t ld) { return aligned(p, 16) && ld % 4 == 0; }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -1764,7 +1766,7 @@ void dequantize_rows(const DeviceMatrix& w, int64_t row0, int64_t n_rows, void* 
 
 void convert_f32(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* out, bool bf16, Stream s) {
   if (rows * cols == 0) return;
-  if (cols % 4 == 0 && ldx % 4 == 0 && aligned(x, 16) && aligned(out, 8)) {
+  if (cols % 4 == 0 && float4_rows(x, ldx) && aligned(out, 8)) {
     launch(convert_f32_kernel<4>, rows_grid(rows, cols / 4, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
   } else {
     launch(convert_f32_kernel<1>, rows_grid(rows, cols, 256), 256, 0, st(s), x, ldx, rows, cols, out, bf16);
@@ -1775,8 +1777,8 @@ void convert_f32(const float* x, int64_t ldx, int64_t rows, int64_t cols, void* 
 void binary(Binary op, const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo, int64_t rows,
             int64_t cols, Stream s) {
   if (rows * cols == 0) return;
-  const bool b_vec = op == Binary::Gelu || (ldb % 4 == 0 && aligned(b, 16));
-  if (cols % 4 == 0 && lda % 4 == 0 && ldo % 4 == 0 && aligned(a, 16) && aligned(out, 16) && b_vec) {
+  const bool b_vec = op == Binary::Gelu || float4_rows(b, ldb);
+  if (cols % 4 == 0 && float4_rows(a, lda) && float4_rows(out, ldo) && b_vec) {
     launch(binary_kernel<4>, rows_grid(rows, cols / 4, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
   } else {
     launch(binary_kernel<1>, rows_grid(rows, cols, 256), 256, 0, st(s), op, a, lda, b, ldb, out, ldo, rows, cols);
@@ -1806,9 +1808,8 @@ void add_rms_norm(float* x, int64_t ldx, const float* h, int64_t ldh, const floa
   if (rows == 0) return;
   prepare_next(next, rows, cols, "add_rms_norm");
   const bool splits = h != nullptr && h_splits > 1;
-  auto aligned = [](const void* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 4 == 0; };
-  if (cols % 4 == 0 && cols <= 4 * 4096 && aligned(x, ldx) && aligned(w, 0) && aligned(out, ldo) && (h == nullptr || aligned(h, ldh)) &&
-      (!splits || h_stride % 4 == 0)) {
+  if (cols % 4 == 0 && cols <= 4 * 4096 && float4_rows(x, ldx) && float4_rows(w, 0) && float4_rows(out, ldo) &&
+      (h == nullptr || float4_rows(h, ldh)) && (!splits || h_stride % 4 == 0)) {
     int v = static_cast<int>((cols + 4095) / 4096);  // runs of 4 a thread, for at most 1024 threads
     if (v == 3) v = 4;
     const int threads = static_cast<int>((cols / (4 * v) + 31) / 32 * 32);
