@@ -418,7 +418,7 @@ TEST(CudaBackend, ProductsOfEveryTypeMatchTheReference) {
       const size_t rb = ref::row_bytes(type, cols);
       for (int64_t r = 0; r < rows; ++r) ref::dequantize_row(type, bytes.data() + r * rb, deq.data() + r * cols, cols);
       const Tensor t = tensor_of("w", type, rows, cols, bytes);
-      for (int64_t n : {1, 3, 8, 9, 32, 33, 64, 300}) {
+      for (int64_t n : {1, 2, 3, 8, 9, 32, 33, 64, 300}) {
         SCOPED_TRACE(testing::Message() << dtype_traits(type)->name << " " << rows << "x" << cols << " tokens " << n);
         const auto x = random_floats(static_cast<size_t>(n * cols), rng);
         std::vector<float> exact(static_cast<size_t>(n * rows));
