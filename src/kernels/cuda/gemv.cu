@@ -158,6 +158,20 @@ struct BlockWeights {
   float d[R];
 };
 
+// R rows' 16 bytes of levels at unit u of their row (`units` of 16 bytes a row) and the scale of
+// the block it lies in (kUnits of them a block), for the split layouts of Q4_0 and Q8_0.
+template <int kUnits, int R>
+__device__ __forceinline__ BlockWeights<R, 1> split_weights16(const uint4* levels, const __half* scales, const int (&rr)[R], int units,
+                                                              int u) {
+  BlockWeights<R, 1> w;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    w.q[r][0] = weight16(levels + static_cast<size_t>(rr[r]) * units + u);
+    w.d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * (units / kUnits) + u / kUnits]);
+  }
+  return w;
+}
+
 // Q4_0: element j of a block is d * (q_j - 8); byte i holds q_i (low nibble) and q_{i+16} (high).
 // Levels are split with one AND per 4 elements and multiplied as bytes.
 template <int T, int R>
@@ -169,15 +183,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_0(const __grid_c
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int(&rr)[R] = wr.rr;
   using W = BlockWeights<R, 1>;
-  const auto load = [&](int b) {
-    W w;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      w.q[r][0] = weight16(levels + static_cast<size_t>(rr[r]) * nb + b);
-      w.d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + b]);
-    }
-    return w;
-  };
+  const auto load = [&](int b) { return split_weights16<1>(levels, scales, rr, nb, b); };
   float acc[R][T] = {};
   const auto body = [&](int b, const W& wb) {
 #pragma unroll
@@ -265,15 +271,7 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q8_0_halves(const _
   const auto* scales = static_cast<const __half*>(wr.sg.scales);
   const int(&rr)[R] = wr.rr;
   using W = BlockWeights<R, 1>;
-  const auto load = [&](int hb) {
-    W w;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      w.q[r][0] = weight16(levels + static_cast<size_t>(rr[r]) * nb * 2 + hb);
-      w.d[r] = __half2float(scales[static_cast<size_t>(rr[r]) * nb + hb / 2]);
-    }
-    return w;
-  };
+  const auto load = [&](int hb) { return split_weights16<2>(levels, scales, rr, 2 * nb, hb); };
   float acc[R][T] = {};
   const auto body = [&](int hb, const W& wb) {
     const int b = hb / 2;
@@ -410,6 +408,23 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_f16(const __grid_co
   if (preloaded_loop<P, U, W>(live, wr.lane, n8, load, body)) store_rows<T, R>(acc, wr);
 }
 
+// What a Q4_K block's 16-byte head (words: d and dmin, then the 12 bytes of 6-bit scale and min
+// codes) gives the sub-blocks 2g and 2g + 1.
+struct Q4kPair {
+  float d, dmin;
+  int s0, m0, s1, m1;
+};
+__device__ __forceinline__ Q4kPair q4k_pair(uint32_t hd, uint32_t lo, uint32_t hi, uint32_t x, int g) {
+  const uint8_t codes[12] = {uint8_t(lo), uint8_t(lo >> 8), uint8_t(lo >> 16), uint8_t(lo >> 24), uint8_t(hi), uint8_t(hi >> 8),
+                             uint8_t(hi >> 16), uint8_t(hi >> 24), uint8_t(x), uint8_t(x >> 8), uint8_t(x >> 16), uint8_t(x >> 24)};
+  Q4kPair k;
+  scale_min_k4(2 * g, codes, k.s0, k.m0);
+  scale_min_k4(2 * g + 1, codes, k.s1, k.m1);
+  k.d = __half2float(__ushort_as_half(static_cast<unsigned short>(hd & 0xFFFF)));
+  k.dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(hd >> 16)));
+  return k;
+}
+
 // Q4_K with Q8_0-rounded activations, in integers: a lane takes one pair of 32-element
 // sub-blocks (32 bytes of levels, low nibbles for the first, high for the second), so
 // sum(w*x) = d*sc*dx*sum(q*xq) - dmin*m*sx per sub-block (sx = dx*sum(xq), kept with x).
@@ -465,16 +480,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k(const __grid_c
           dot0 = __dp4a(static_cast<int>(wv[k] & 0x0F0F0F0Fu), xa[k], dot0);
           dot1 = __dp4a(static_cast<int>((wv[k] >> 4) & 0x0F0F0F0Fu), xb[k], dot1);
         }
-        const uint8_t scales[12] = {
-            uint8_t(sc_lo[r]), uint8_t(sc_lo[r] >> 8), uint8_t(sc_lo[r] >> 16), uint8_t(sc_lo[r] >> 24),
-            uint8_t(sc_hi[r]), uint8_t(sc_hi[r] >> 8), uint8_t(sc_hi[r] >> 16), uint8_t(sc_hi[r] >> 24),
-            uint8_t(sc_x[r]),  uint8_t(sc_x[r] >> 8),  uint8_t(sc_x[r] >> 16),  uint8_t(sc_x[r] >> 24)};
-        int s0, m0, s1, m1;
-        scale_min_k4(2 * g, scales, s0, m0);
-        scale_min_k4(2 * g + 1, scales, s1, m1);
-        const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(hd[r] & 0xFFFF)));
-        const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(hd[r] >> 16)));
-        acc[r][t] += d * (s0 * dx0 * static_cast<float>(dot0) + s1 * dx1 * static_cast<float>(dot1)) - dmin * (m0 * sx0 + m1 * sx1);
+        const Q4kPair k = q4k_pair(hd[r], sc_lo[r], sc_hi[r], sc_x[r], g);
+        acc[r][t] += k.d * (k.s0 * dx0 * static_cast<float>(dot0) + k.s1 * dx1 * static_cast<float>(dot1)) - k.dmin * (k.m0 * sx0 + k.m1 * sx1);
       }
     }
   };
@@ -530,16 +537,8 @@ __global__ void __launch_bounds__(kWarp* kRowsPerBlock) gemv_q4_k_halves(const _
           dot0 = __dp4a(static_cast<int>(wv[k] & 0x0F0F0F0Fu), xa[k], dot0);
           dot1 = __dp4a(static_cast<int>((wv[k] >> 4) & 0x0F0F0F0Fu), xb[k], dot1);
         }
-        const uint4 hd = v.head[r];
-        const uint8_t scales[12] = {uint8_t(hd.y), uint8_t(hd.y >> 8), uint8_t(hd.y >> 16), uint8_t(hd.y >> 24),
-                                    uint8_t(hd.z), uint8_t(hd.z >> 8), uint8_t(hd.z >> 16), uint8_t(hd.z >> 24),
-                                    uint8_t(hd.w), uint8_t(hd.w >> 8), uint8_t(hd.w >> 16), uint8_t(hd.w >> 24)};
-        int s0, m0, s1, m1;
-        scale_min_k4(2 * g, scales, s0, m0);
-        scale_min_k4(2 * g + 1, scales, s1, m1);
-        const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(hd.x & 0xFFFF)));
-        const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(hd.x >> 16)));
-        acc[r][t] += d * (s0 * dx0 * static_cast<float>(dot0) + s1 * dx1 * static_cast<float>(dot1)) - dmin * (m0 * sx0 + m1 * sx1);
+        const Q4kPair k = q4k_pair(v.head[r].x, v.head[r].y, v.head[r].z, v.head[r].w, g);
+        acc[r][t] += k.d * (k.s0 * dx0 * static_cast<float>(dot0) + k.s1 * dx1 * static_cast<float>(dot1)) - k.dmin * (k.m0 * sx0 + k.m1 * sx1);
       }
     }
   };
