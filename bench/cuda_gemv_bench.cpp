@@ -250,7 +250,7 @@ TILES(DType::Q4_0, q4_0, 4096, 14336)
 // together), by warpgroup tile of 64 tokens and split count.
 #define DECODE_TILES(R, C)                                                                               \
   BENCHMARK_CAPTURE(BM_CudaQGemmTile, q4_0_step_##R##x##C, DType::Q4_0, R, C)                            \
-      ->ArgsProduct({{64}, {10, 11, 14, 15}, {0, 1, 2, 3, 4, 5, 6, 8}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
+      ->ArgsProduct({{64}, {10, 11, 14, 15, 16}, {0, 1, 2, 3, 4, 5, 6, 8}})->UseManualTime()->Iterations(2)->Unit(benchmark::kMicrosecond);
 DECODE_TILES(6144, 4096)
 DECODE_TILES(4096, 4096)
 DECODE_TILES(28672, 4096)

@@ -624,6 +624,52 @@ TEST(CudaBackend, FusedDecodeOpsEqualTheirParts) {
     EXPECT_EQ(cached(gpu, true), cached(gpu, false));
     EXPECT_LE(rel_error(cached(gpu, true), cached(*p.cpu, true)), 1e-5);
   }
+
+  // A q/k/v product of a batch (64 rows, 4096 wide, few output rows: its width is split) leaves its
+  // partial sums to rope_qk_kv_write, which adds them itself: q, k, v and both caches bit-identical
+  // to adding them first (an op in between), for both rope styles.
+  const int64_t rows = 64, kin = 4096, qn = 4, kvn = 2, n_cells = 80;
+  const auto act = random_floats(static_cast<size_t>(rows * kin), rng, -1, 1);
+  std::vector<std::vector<uint8_t>> qkv_bytes;
+  std::vector<Tensor> qkv_tensors;
+  for (int64_t heads : {qn, kvn, kvn}) {
+    qkv_bytes.push_back(quantized(DType::Q4_0, random_floats(static_cast<size_t>(heads * hd * kin), rng), heads * hd, kin));
+    qkv_tensors.push_back(tensor_of("qkv" + std::to_string(qkv_tensors.size()), DType::Q4_0, heads * hd, kin, qkv_bytes.back()));
+  }
+  std::vector<int32_t> batch_pos, batch_cells;
+  for (int64_t r = 0; r < rows; ++r) {
+    batch_pos.push_back(static_cast<int32_t>(3 * r + 1));
+    batch_cells.push_back(static_cast<int32_t>((r * 7) % n_cells));  // 64 distinct cells of 80
+  }
+  const std::vector<float> cache_zeros(static_cast<size_t>(n_cells * kvn * hd), 0.0f);
+  for (RopeStyle style : {RopeStyle::NeoX, RopeStyle::Normal}) {
+    rp.style = style;
+    auto from_product = [&](Backend& be, bool interrupt) {
+      Buffer x = put(be, DType::F32, rows, kin, act.data()), other = put(be, DType::F32, rows, kin, act.data());
+      std::vector<WeightPtr> ws;
+      std::vector<const Weight*> wp;
+      std::vector<Buffer> outs;
+      for (const Tensor& t : qkv_tensors) {
+        ws.push_back(be.prepare(t, WeightUse::Matmul));
+        wp.push_back(ws.back().get());
+        outs.push_back(poisoned(be, rows, t.shape[0]));
+      }
+      Buffer pb = put(be, DType::I32, rows, 1, batch_pos.data()), cb = put(be, DType::I32, rows, 1, batch_cells.data());
+      Buffer kc = put(be, DType::F32, n_cells, kvn * hd, cache_zeros.data()), vc = put(be, DType::F32, n_cells, kvn * hd, cache_zeros.data());
+      be.matmul_multi(x, wp, outs);
+      if (interrupt) be.add(other, other, other);
+      be.rope_qk_kv_write(outs[0], outs[1], outs[2], pb, cb, kc, vc, static_cast<int>(qn), static_cast<int>(kvn), hd, rp);
+      std::vector<float> out;
+      for (const Buffer* b : {&outs[0], &outs[1], &outs[2], &kc, &vc}) {
+        const auto part = get(be, *b);
+        out.insert(out.end(), part.begin(), part.end());
+      }
+      return out;
+    };
+    const auto summed = from_product(gpu, false);
+    EXPECT_EQ(summed, from_product(gpu, true));
+    EXPECT_LE(rel_error(summed, from_product(*p.cpu, false)), 2e-2);
+  }
 }
 
 // ---------------------------------------------------------------- whole models

@@ -38,7 +38,8 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // whole blocks of 256
     for (T tile : {T::Auto, T::R32xT32, T::R64xT64, T::R128xT64, T::R64xT128, T::R128xT128, T::R128xT64W8, T::R128xT64W8Square,
-                   T::R64xT64S3, T::R128xT32W8, T::H128xT64, T::H256xT64, T::H128xT32, T::H128xT16, T::H128xT64S6, T::H256xT64S5}) {
+                   T::R64xT64S3, T::R128xT32W8, T::H128xT64, T::H256xT64, T::H128xT32, T::H128xT16, T::H128xT64S6, T::H256xT64S5,
+                   T::H256xT64W4}) {
       if (!k_quant) {
         cases.push_back({type, 37, 128, 9, tile});  // one stage
         cases.push_back({type, 45, 896, 17, tile});
@@ -56,6 +57,7 @@ TEST(CudaQGemm, MatchesTheReferenceForEveryTile) {
       cases.push_back({type, 300, 1792, 70, T::H128xT64, splits});
       cases.push_back({type, 300, 1792, 64, T::H128xT64S6, splits});
       cases.push_back({type, 520, 1792, 50, T::H256xT64S5, splits});
+      cases.push_back({type, 520, 1792, 61, T::H256xT64W4, splits});
     }
     if (!k_quant) cases.push_back({type, 45, 896, 70, T::R64xT64, 5});
     if (type == DType::Q6_K) cases.push_back({type, 3, 256, 5, T::R32xT32});  // odd count of d values: read in pairs
@@ -141,7 +143,7 @@ TEST(CudaQGemm, SeveralMatricesInOneLaunchEqualOneLaunchEach) {
     cuda::copy_to_device(dx, x.data(), x.size());
     cuda::QGemmWorkspace ws;
     cuda::qgemm_load_x(dx, cols, tokens, cols, ws, nullptr);
-    for (T tile : {T::R32xT32, T::R128xT64W8, T::H128xT64, T::H128xT32, T::H128xT16, T::H128xT64S6, T::H256xT64S5}) {
+    for (T tile : {T::R32xT32, T::R128xT64W8, T::H128xT64, T::H128xT32, T::H128xT16, T::H128xT64S6, T::H256xT64S5, T::H256xT64W4}) {
       for (int splits : {1, 3, 0}) {
         SCOPED_TRACE(testing::Message() << static_cast<int>(type) << " tile " << static_cast<int>(tile) << " splits " << splits);
         std::vector<float*> one(3), multi(3);

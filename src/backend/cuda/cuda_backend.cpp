@@ -275,6 +275,7 @@ class CudaBackend final : public Backend {
   // staging and the graph is launched, so a decode step costs one launch instead of hundreds.
   bool begin_step(uint64_t key, int64_t n_tokens) override {
     bind();
+    prof_prompt_ = n_tokens > kProfileDecodeRows;
     if (!graphs_ || n_tokens > graph_rows_ || mode_ != Mode::Eager) return false;
     if (auto it = steps_.find(key); it != steps_.end()) {
       if (it->second.generation == generation()) {
@@ -463,10 +464,16 @@ class CudaBackend final : public Backend {
           if (!takes_qgemm(mi) || mi.type != m.type) break;
           group[g] = {&mi, outs[i].as<float>(), outs[i].stride()};
         }
-        // A lone matrix's split sums are left for the op after (see add_pending_sums).
+        // The split sums of a product launched whole are left for the op after (see add_pending_sums).
+        const bool whole = g == ws.size();
         cuda::QGemmSums sums;
-        cuda::qgemm_multi({group, g}, static_cast<int>(n), qgemm_ws_, stream_, {}, ws.size() == 1 ? &sums : nullptr);
-        if (sums.splits > 1) pending_sums_ = {outs[0], sums};
+        cuda::qgemm_multi({group, g}, static_cast<int>(n), qgemm_ws_, stream_, {}, whole ? &sums : nullptr);
+        if (sums.splits > 1) {
+          pending_sums_ = {};
+          for (size_t j = 0; j < g; ++j) pending_sums_.out[j] = outs[j];
+          pending_sums_.n_out = g;
+          pending_sums_.sums = sums;
+        }
         continue;
       }
       if (profile_) profile_op("matmul: gemm");
@@ -496,7 +503,7 @@ class CudaBackend final : public Backend {
     require_shape(h, x.rows(), x.cols(), "add_rms_norm", "h");
     require_shape(out, x.rows(), x.cols(), "add_rms_norm", "out");
     // h straight from a split product's partial sums, when the product just before left them.
-    const cuda::QGemmSums sums = take_pending_sums(h);
+    const cuda::QGemmSums sums = take_pending_sums({&h});
     const float* hp = sums.splits > 1 ? sums.part : h.as<float>();
     const int64_t ldh = sums.splits > 1 ? sums.ld : h.stride();
     cuda::add_rms_norm(x.as<float>(), x.stride(), hp, ldh, vector_of(weight, x.cols(), "add_rms_norm"), eps, x.rows(), x.cols(),
@@ -565,13 +572,15 @@ class CudaBackend final : public Backend {
       Backend::rope_qk_kv_write(q, k, v, positions, cells, k_cache, v_cache, n_head, n_head_kv, head_dim, p);
       return;
     }
-    if (replaying("rope_qk_kv_write")) return;
+    if (replaying("rope_qk_kv_write", &q)) return;
     check_rope(q, &k, positions, n_head, n_head_kv, head_dim, p);
     check_kv_write(k, v, cells, k_cache, v_cache);
+    // q, k and v straight from a split q/k/v product's partial sums, when it just left them.
+    const cuda::QGemmSums sums = take_pending_sums({&q, &k, &v});
     cuda::rope_kv_write(q.as<float>(), q.stride(), k.as<float>(), k.stride(), v.as<float>(), v.stride(), positions.as<int32_t>(),
                         cells.as<int32_t>(), q.rows(), n_head, n_head_kv, head_dim, p.style == RopeStyle::NeoX, theta_scale(p),
                         device_freq_factors(p.freq_factors), p.freq_scale, k_cache.data(), v_cache.data(), k_cache.stride(), k_cache.rows(),
-                        k_cache.type() == DType::F16, stream_);
+                        k_cache.type() == DType::F16, stream_, {sums.part, sums.splits, sums.stride, sums.ld});
   }
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {
@@ -752,7 +761,7 @@ class CudaBackend final : public Backend {
   // next op are added first, unless this op takes them from `consumes` itself.
   bool replaying(const char* op, const Buffer* consumes = nullptr) {
     bind();
-    if (pending_sums_.sums.splits > 1 && (consumes == nullptr || !same_view(pending_sums_.out, *consumes))) add_pending_sums();
+    if (pending_sums_.sums.splits > 1 && (consumes == nullptr || !same_view(pending_sums_.out[0], *consumes))) add_pending_sums();
     ++op_seq_;
     if (profile_) profile_op(op);
     return mode_ == Mode::Replay;
@@ -777,7 +786,7 @@ class CudaBackend final : public Backend {
     check_cuda(cudaEventSynchronize(prof_end_), "profile");
     float ms = 0;
     cudaEventElapsedTime(&ms, prof_start_, prof_end_);
-    OpTime& t = prof_[prof_op_];
+    OpTime& t = prof_[prof_prompt_ ? std::string(prof_op_) + " [prompt]" : std::string(prof_op_)];
     t.ms += ms;
     ++t.calls;
     prof_op_ = nullptr;
@@ -821,13 +830,23 @@ class CudaBackend final : public Backend {
   void add_pending_sums() {
     if (pending_sums_.sums.splits <= 1) return;
     const PendingSums p = std::exchange(pending_sums_, {});
-    cuda::qgemm_add_sums(p.sums, static_cast<int>(p.out.rows()), static_cast<int>(p.out.cols()), p.out.as<float>(), p.out.stride(), stream_);
+    cuda::QGemmSumsOut outs[cuda::kMaxQGemmSegments];
+    for (size_t i = 0; i < p.n_out; ++i) outs[i] = {p.out[i].as<float>(), p.out[i].stride(), p.out[i].cols()};
+    cuda::qgemm_add_sums(p.sums, static_cast<int>(p.out[0].rows()), {outs, p.n_out}, stream_);
   }
   static bool same_view(const Buffer& a, const Buffer& b) {
     return a.data() == b.data() && a.rows() == b.rows() && a.cols() == b.cols() && a.stride() == b.stride();
   }
-  cuda::QGemmSums take_pending_sums(const Buffer& out) {
-    if (pending_sums_.sums.splits <= 1 || !same_view(pending_sums_.out, out)) return {};
+  // The pending sums when `outs` are exactly their product's outputs (the caller then adds them);
+  // any others are added here first.
+  cuda::QGemmSums take_pending_sums(std::initializer_list<const Buffer*> outs) {
+    if (pending_sums_.sums.splits <= 1) return {};
+    bool same = pending_sums_.n_out == outs.size();
+    for (size_t i = 0; same && i < outs.size(); ++i) same = same_view(pending_sums_.out[i], *outs.begin()[i]);
+    if (!same) {
+      add_pending_sums();
+      return {};
+    }
     return std::exchange(pending_sums_, {}).sums;
   }
   // Changes whenever a scratch buffer moves: graphs captured before then are stale.
@@ -872,6 +891,9 @@ class CudaBackend final : public Backend {
   int64_t qgemm_rows_ = cuda::kDefaultQGemmRows;
   cudaEvent_t prof_start_ = nullptr, prof_end_ = nullptr;
   mutable const char* prof_op_ = nullptr;
+  // Steps of more rows are reported apart as prompt work, so a batched decode's ops stand alone.
+  static constexpr int64_t kProfileDecodeRows = 64;
+  bool prof_prompt_ = false;
   mutable std::map<std::string, OpTime> prof_;
   Mode mode_ = Mode::Eager;
   Step* step_ = nullptr;
@@ -892,10 +914,11 @@ class CudaBackend final : public Backend {
   };
   NextOf next_of_;               // the buffer an op also wrote as a product's activations, and that op
   struct PendingSums {
-    Buffer out;
+    Buffer out[cuda::kMaxQGemmSegments];  // the product's outputs, in the order of the sums' rows
+    size_t n_out = 0;
     cuda::QGemmSums sums;
   };
-  PendingSums pending_sums_;     // a split product's sums not yet added into its output
+  PendingSums pending_sums_;     // a split product's sums not yet added into its outputs
   mutable uint64_t op_seq_ = 0;  // ops so far (see replaying)
   Scratch x16_, x_bf16_, w16_, attn_scratch_, kv16_;
   std::vector<std::pair<std::vector<float>, std::shared_ptr<void>>> freq_factors_;

@@ -494,8 +494,8 @@ struct RopeArgs {
   const float* freq_factors;
   float freq_scale;
 };
-// Rotates pair i of the head at v (position pos) in place and returns where its two elements sit.
-__device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
+// Pair i of a head at position pos: where its two elements sit, and (x0, x1) rotated.
+__device__ __forceinline__ void rope_rotate(float& x0, float& x1, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
   // The reference's angle, by the same float operations in the same order.
   float angle = static_cast<float>(pos);
   for (int k = 0; k < i; ++k) angle = __fmul_rn(angle, ra.theta_scale);
@@ -505,9 +505,17 @@ __device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const Ro
   sincosf(a, &sn, &cs);
   const int half = ra.n_dims / 2;
   i0 = ra.neox ? i : 2 * i, i1 = ra.neox ? i + half : 2 * i + 1;
-  const float x0 = v[i0], x1 = v[i1];
-  v[i0] = x0 * cs - x1 * sn;
-  v[i1] = x0 * sn + x1 * cs;
+  const float y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+  x0 = y0, x1 = y1;
+}
+// Rotates pair i of the head at v (position pos) in place and returns where its two elements sit.
+__device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
+  const int half = ra.n_dims / 2;
+  const int j0 = ra.neox ? i : 2 * i, j1 = ra.neox ? i + half : 2 * i + 1;
+  float x0 = v[j0], x1 = v[j1];
+  rope_rotate(x0, x1, pos, i, ra, i0, i1);
+  v[i0] = x0;
+  v[i1] = x1;
 }
 
 // One thread per (head, pair of dimensions) of a row (rows_grid); blockIdx.z 1 rotates a second
@@ -533,35 +541,44 @@ __device__ __forceinline__ void store_cell(void* cache, int64_t idx, float v, bo
 
 // rope_kernel on q (blockIdx.z 0) and k (1), the roped k also written to the cache, and v copied
 // there (2): one launch from the q/k/v products to attention. Every dimension is rotated
-// (n_dims == head_dim). A thread takes one (head, pair) of a row (rows_grid).
-__global__ void rope_kv_write_kernel(float* q, int64_t ldq, float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* positions,
+// (n_dims == head_dim). A thread takes one (head, pair) of a row (rows_grid). With split sums,
+// the values are their sums (in reduce_splits' order) and q, k and v are written out.
+__global__ void rope_kv_write_kernel(float* q, int64_t ldq, float* k, int64_t ldk, float* v, int64_t ldv, const int32_t* positions,
                                      const int32_t* cells, int64_t rows, int n_head, int n_head_kv, RopeArgs ra, void* k_cache,
-                                     void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16) {
+                                     void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, QkvSums sums) {
   kernel_prologue();
   const int half = ra.n_dims / 2;
   const int u = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-  const int heads = blockIdx.z == 0 ? n_head : n_head_kv;
+  const int z = blockIdx.z;
+  const int heads = z == 0 ? n_head : n_head_kv;
   if (u >= heads * half) return;
   const int i = u % half, head = u / half;
   const int64_t col = static_cast<int64_t>(head) * ra.head_dim;
+  float* t = z == 0 ? q : z == 1 ? k : v;
+  const int64_t ld = z == 0 ? ldq : z == 1 ? ldk : ldv;
+  const bool summed = sums.splits > 1;
+  // This tensor's first column among the split product's rows: q's, then k's, then v's.
+  const int64_t part_col = z == 0 ? 0 : static_cast<int64_t>(n_head) * ra.head_dim + (z == 2 ? static_cast<int64_t>(n_head_kv) * ra.head_dim : 0);
+  auto value = [&](int64_t r, int j) {
+    if (!summed) return t[r * ld + col + j];
+    float sum = 0;
+    for (int s = 0; s < sums.splits; ++s) sum += sums.part[s * sums.stride + r * sums.ld + part_col + col + j];
+    return sum;
+  };
+  const int j0 = z < 2 ? (ra.neox ? i : 2 * i) : 2 * i, j1 = z < 2 ? (ra.neox ? i + half : 2 * i + 1) : 2 * i + 1;
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const int64_t cell = cells[r];
     const bool cached = cell >= 0 && cell < n_cells;  // the runtime hands out valid cells
-    if (blockIdx.z == 0) {
-      int i0, i1;
-      rope_pair(q + r * ldq + col, positions[r], i, ra, i0, i1);
-    } else if (blockIdx.z == 1) {
-      float* kr = k + r * ldk + col;
-      int i0, i1;
-      rope_pair(kr, positions[r], i, ra, i0, i1);
-      if (cached) {
-        store_cell(k_cache, cell * ld_cache + col + i0, kr[i0], f16);
-        store_cell(k_cache, cell * ld_cache + col + i1, kr[i1], f16);
-      }
-    } else if (cached) {
-      const float* vr = v + r * ldv + col;
-      store_cell(v_cache, cell * ld_cache + col + 2 * i, vr[2 * i], f16);
-      store_cell(v_cache, cell * ld_cache + col + 2 * i + 1, vr[2 * i + 1], f16);
+    float x0 = value(r, j0), x1 = value(r, j1);
+    int i0 = j0, i1 = j1;
+    if (z < 2) rope_rotate(x0, x1, positions[r], i, ra, i0, i1);
+    if (z < 2 || summed) {
+      t[r * ld + col + i0] = x0;
+      t[r * ld + col + i1] = x1;
+    }
+    if (z > 0 && cached) {
+      store_cell(z == 1 ? k_cache : v_cache, cell * ld_cache + col + i0, x0, f16);
+      store_cell(z == 1 ? k_cache : v_cache, cell * ld_cache + col + i1, x1, f16);
     }
   }
 }
@@ -1544,10 +1561,9 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
 
   // Warp w takes tiles w, w + kGroupMmaWarps, ...; a lane copies 16 bytes of K and of V per step of its loop.
   // A tile within one block of the cache's table (the usual case: blocks of 16 or more cells, tiles
-  // starting at multiples of 16) looks its block up once.
-  auto load_tile = [&](int64_t j0, GroupMmaSlot& s) {
+  // starting at multiples of 16) looks its block up once, into `base` (see tile_row).
+  auto load_tile = [&](int64_t j0, int64_t base, GroupMmaSlot& s) {
     const bool one_block = pages.blocks == nullptr || (j0 >> pages.block_shift) == ((j0 + kGroupMmaKeys - 1) >> pages.block_shift);
-    const int64_t base = pages.row(j0);
 #pragma unroll
     for (int idx = lane; idx < kGroupMmaKeys * D / 8; idx += kWarp) {
       const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
@@ -1558,15 +1574,19 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
       cp_async16_zfill(&s.v[r][c], v + src, ok);
     }
   };
+  // A tile's first cache row: a load from the table, made a step before the tile's copies need it
+  // (waited for there, it would delay every step's copies by its latency).
+  auto tile_row = [&](int64_t j0) { return j0 < k1 ? pages.row(j0) : int64_t{0}; };
   constexpr int64_t kStride = int64_t{kGroupMmaKeys} * kGroupMmaWarps;
   float o[ND][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const int64_t first = k0 + warp * kGroupMmaKeys;
 #pragma unroll
   for (int t = 0; t + 1 < kGroupMmaSlots; ++t) {
-    if (first + t * kStride < k1) load_tile(first + t * kStride, slot[t]);
+    if (first + t * kStride < k1) load_tile(first + t * kStride, tile_row(first + t * kStride), slot[t]);
     asm volatile("cp.async.commit_group;\n" ::);
   }
+  int64_t ahead_row = tile_row(first + (kGroupMmaSlots - 1) * kStride);
   // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16: loaded while the
   // first keys are on their way.
   uint32_t qa[KD][4];
@@ -1583,8 +1603,9 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
   int step = 0;
   for (int64_t j0 = first; j0 < k1; j0 += kStride, ++step) {
     const int64_t ahead = j0 + (kGroupMmaSlots - 1) * kStride;
-    if (ahead < k1) load_tile(ahead, slot[(step + kGroupMmaSlots - 1) % kGroupMmaSlots]);  // the slot this warp finished with last step
+    if (ahead < k1) load_tile(ahead, ahead_row, slot[(step + kGroupMmaSlots - 1) % kGroupMmaSlots]);  // the slot this warp finished with last step
     asm volatile("cp.async.commit_group;\n" ::);
+    ahead_row = tile_row(ahead + kStride);
     asm volatile("cp.async.wait_group %0;\n" ::"n"(kGroupMmaSlots - 1));
     __syncwarp();
     const GroupMmaSlot& s = slot[step % kGroupMmaSlots];
@@ -1893,15 +1914,16 @@ void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_h
   check_launch("rope");
 }
 
-void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* positions,
-                   const int32_t* cells, int64_t rows, int n_head, int n_head_kv, int head_dim, bool neox, float theta_scale,
-                   const float* freq_factors, float freq_scale, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16,
-                   Stream s) {
+void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, float* v, int64_t ldv, const int32_t* positions, const int32_t* cells,
+                   int64_t rows, int n_head, int n_head_kv, int head_dim, bool neox, float theta_scale, const float* freq_factors,
+                   float freq_scale, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s,
+                   const QkvSums& sums) {
   const int64_t per_row = std::max(n_head, n_head_kv) * (head_dim / 2);
   if (rows * per_row == 0) return;
   if (head_dim % 2 != 0) throw Error(ErrorCode::InvalidArgument, "cuda rope_kv_write: odd head size");
   launch(rope_kv_write_kernel, rows_grid(rows, per_row, 128, 3), 128, 0, st(s), q, ldq, k, ldk, v, ldv, positions, cells, rows, n_head,
-         n_head_kv, RopeArgs{head_dim, head_dim, neox, theta_scale, freq_factors, freq_scale}, k_cache, v_cache, ld_cache, n_cells, f16);
+         n_head_kv, RopeArgs{head_dim, head_dim, neox, theta_scale, freq_factors, freq_scale}, k_cache, v_cache, ld_cache, n_cells, f16,
+         sums);
   check_launch("rope_kv_write");
 }
 

@@ -456,20 +456,20 @@ __global__ void __launch_bounds__(C::WM* C::WN * 32, C::kMinCtas) qgemm_kernel(c
 }
 
 // ---- Hopper (sm_90a): warpgroup products (wgmma) ----
-// Two warpgroups, each MS x 64 weight rows, times N (16, 32 or 64) tokens. The weights go to the
+// WG warpgroups (two or four), each MS x 64 weight rows, times N (16, 32 or 64) tokens. The weights go to the
 // tensor cores from registers, dequantized as for mma.sync (each warp's 16 rows of a wgmma take
 // the layout of an m16n8k16 A operand); the activations from shared memory, where a stage holds 2
 // chunks of N tokens x 64 halves in the 128-byte swizzle that the wgmma descriptor names.
-template <int MS_, int S_, int MIN_CTAS, int N_>
+template <int MS_, int S_, int MIN_CTAS, int N_, int WG_ = 2>
 struct WgConfig {
-  static constexpr int MS = MS_, S = S_, kMinCtas = MIN_CTAS, N = N_;
+  static constexpr int MS = MS_, S = S_, kMinCtas = MIN_CTAS, N = N_, WG = WG_;
   static_assert(N == 16 || N == 32 || N == 64, "wgmma_64xNx16 shapes");
 };
 constexpr int kMaxDynamicSmem = 227 * 1024;  // a CTA's on sm_90
 
 template <class C, WFmt F>
 struct WgTile {
-  static constexpr int kThreads = 256, kRows = 2 * C::MS * 64, kTokens = C::N, KB = kKB;
+  static constexpr int kThreads = 128 * C::WG, kRows = C::WG * C::MS * 64, kTokens = C::N, KB = kKB;
   static constexpr int kChunkB = kTokens * 128;  // 64 k of every token
   static constexpr int kB = 2 * kChunkB, kA = kRows * kRowA<F>, kAs = kBlock32<F> ? kRows * KB * 2 : 0;
   static constexpr int kStageBytes = (kB + kA + kAs + 1023) / 1024 * 1024;  // swizzled chunks start 1024-aligned
@@ -539,7 +539,7 @@ __device__ __forceinline__ void wgmma_64xNx16(float (&d)[32], const uint32_t (&a
 #endif
 
 template <class C, WFmt F>
-__global__ void __launch_bounds__(256, C::kMinCtas) qgemm_wgmma_kernel(const __grid_constant__ QJob job, const __half* __restrict__ x, int n,
+__global__ void __launch_bounds__(128 * C::WG, C::kMinCtas) qgemm_wgmma_kernel(const __grid_constant__ QJob job, const __half* __restrict__ x, int n,
                                                                        int nb, float* __restrict__ part, int64_t split_stride,
                                                                        int stages_per_split) {
 #if defined(VIREO_QGEMM_WGMMA_CODE)
@@ -701,7 +701,7 @@ struct Run {
   QGemmWorkspace& ws;
   int splits;  // 0: chosen by the grid's size
   cudaStream_t st;
-  QGemmSums* deferred;  // non-null: leave a split product's sums for the next op (one matrix)
+  QGemmSums* deferred;  // non-null: leave a split product's sums for the next op
 };
 
 // Launches `kernel` (tiles of L::kRows x L::kTokens, stages of L::KB blocks) over the run's
@@ -744,7 +744,7 @@ void launch_tiles(const Run& run, Kernel kernel) {
   }
   launch(kernel, grid, L::kThreads, L::kSmem, run.st, job, static_cast<const __half*>(run.ws.x16), n, nb, part, count, per_split);
   if (splits == 1) return;  // (qgemm_multi has already cleared *run.deferred)
-  if (run.deferred != nullptr && job.n_seg == 1) {
+  if (run.deferred != nullptr) {
     *run.deferred = QGemmSums{part, splits, count, job.total_rows};
     return;
   }
@@ -817,12 +817,18 @@ void launch_tile(QGemmTile tile, const Run& run_in) {
       } else if (F == WFmt::Q4_0 && t256 <= sms && 100 * t256 >= 84 * sms) {
         tile = QGemmTile::H256xT64S5;
         run.splits = 1;
+      } else if (F == WFmt::Q6_K && t256 >= 2 * sms) {
+        // Many waves of Q6_K (Llama 3's output head, 128256 x 4096): 256-row tiles in four
+        // warpgroups, 381 against 429 µs. Smaller Q6_K products and the other types were as fast
+        // or slower so (gate/up Q4_0 50.6 against 50.2 µs; Q6_K 4096 x 14336 80 against 51).
+        tile = QGemmTile::H256xT64W4;
       }
     }
     if (forced > 0 && n > 16) tile = static_cast<QGemmTile>(forced);
   }
   if (!wgmma_available()) {
-    if (tile == QGemmTile::H128xT64 || tile == QGemmTile::H256xT64 || tile == QGemmTile::H128xT64S6 || tile == QGemmTile::H256xT64S5) {
+    if (tile == QGemmTile::H128xT64 || tile == QGemmTile::H256xT64 || tile == QGemmTile::H128xT64S6 || tile == QGemmTile::H256xT64S5 ||
+        tile == QGemmTile::H256xT64W4) {
       tile = QGemmTile::R128xT64W8;
     }
     if (tile == QGemmTile::H128xT32) tile = QGemmTile::R128xT32W8;
@@ -845,6 +851,10 @@ void launch_tile(QGemmTile tile, const Run& run_in) {
     case QGemmTile::H256xT64S5:  // Q8_0's stages are too large for five of 256 rows
       if constexpr (F == WFmt::Q8_0) launch_wgmma<WgConfig<2, 4, 1, 64>, F>(run);
       else launch_wgmma<WgConfig<2, 5, 1, 64>, F>(run);
+      break;
+    case QGemmTile::H256xT64W4:
+      if constexpr (F == WFmt::Q8_0) launch_wgmma<WgConfig<1, 4, 1, 64, 4>, F>(run);
+      else launch_wgmma<WgConfig<1, 5, 1, 64, 4>, F>(run);
       break;
     default: launch_config<Config<4, 2, 2, 8, 4, 3>, F>(run); break;
   }
@@ -903,15 +913,17 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
   qgemm_write_x(x, ldx, n_tokens, cols, qgemm_x_target(ws, n_tokens, cols), s);
 }
 
-void qgemm_add_sums(const QGemmSums& sums, int n_tokens, int rows, float* y, int64_t ldy, Stream s) {
+void qgemm_add_sums(const QGemmSums& sums, int n_tokens, std::span<const QGemmSumsOut> outs, Stream s) {
   if (sums.splits <= 1) return;
-  if (sums.ld != rows) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: split sums of another shape");
+  if (outs.empty() || outs.size() > static_cast<size_t>(kMaxQGemmSegments)) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: 1 to 3 outputs of split sums");
   QJob job{};
-  job.n_seg = 1;
-  job.seg[0] = QSegment{nullptr, nullptr, y, ldy, rows, 0};
-  job.total_rows = rows;
-  const int64_t count = static_cast<int64_t>(n_tokens) * rows;
-  if (count != sums.stride) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: split sums of another shape");
+  job.n_seg = static_cast<int>(outs.size());
+  for (int i = 0; i < job.n_seg; ++i) {
+    job.seg[i] = QSegment{nullptr, nullptr, outs[i].y, outs[i].ldy, static_cast<int>(outs[i].rows), job.total_rows};
+    job.total_rows += static_cast<int>(outs[i].rows);
+  }
+  const int64_t count = static_cast<int64_t>(n_tokens) * job.total_rows;
+  if (job.total_rows != sums.ld || count != sums.stride) throw Error(ErrorCode::InvalidArgument, "cuda qgemm: split sums of another shape");
   launch(reduce_splits, static_cast<unsigned>((count + 255) / 256), 256, 0, static_cast<cudaStream_t>(s), job, sums.part, sums.splits,
          count);
   check(cudaGetLastError(), "qgemm sums launch");

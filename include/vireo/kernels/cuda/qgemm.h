@@ -14,9 +14,10 @@ namespace vireo::cuda {
 // Tile shapes (weight rows x tokens per CTA); Auto picks by the shape of the product. The H tiles
 // are Hopper's warpgroup products (wgmma); on other devices, or in a build without an sm_90a
 // image, they run as R128xT64W8 (H128xT32 as R128xT32W8, H128xT16 as R32xT32). H128xT64S6 and
-// H256xT64S5 run one CTA an SM with 6 and 5 stages in flight (the others two CTAs, 4 stages).
+// H256xT64S5 run one CTA an SM with 6 and 5 stages in flight (the others two CTAs, 4 stages);
+// H256xT64W4 is H256xT64S5's tile in four warpgroups of 64 rows (twice the warps an SM).
 enum class QGemmTile { Auto, R32xT32, R64xT64, R128xT64, R64xT128, R128xT128, R128xT64W8, R128xT64W8Square, R64xT64S3,
-                       R128xT32W8, H128xT64, H256xT64, H128xT32, H128xT16, H128xT64S6, H256xT64S5 };
+                       R128xT32W8, H128xT64, H256xT64, H128xT32, H128xT16, H128xT64S6, H256xT64S5, H256xT64W4 };
 struct QGemmOptions {
   QGemmTile tile = QGemmTile::Auto;
   int splits = 0;  // CTAs along the shared width, partial sums added after; 0: chosen by size
@@ -55,16 +56,23 @@ void qgemm_load_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, QGemm
 void* qgemm_x_target(QGemmWorkspace& ws, int n_tokens, int64_t cols);
 void qgemm_write_x(const float* x, int64_t ldx, int n_tokens, int64_t cols, void* x16, Stream s);
 
-// A split product's sums, left unadded (see qgemm_multi): y[t][r] is the sum over s < splits of
-// part[s * stride + t * ld + r]. splits 0: none left, y holds the result.
+// A split product's sums, left unadded (see qgemm_multi): the value of row r (counted over the
+// launch's matrices in order) for token t is the sum over s < splits of part[s * stride + t * ld + r].
+// splits 0: none left, the outputs hold the results.
 struct QGemmSums {
   const float* part = nullptr;
   int splits = 0;
   int64_t stride = 0;
   int64_t ld = 0;
 };
-// Adds them into y [n_tokens][ldy] (rows values a token).
-void qgemm_add_sums(const QGemmSums& sums, int n_tokens, int rows, float* y, int64_t ldy, Stream s);
+// Where the sums of one matrix's rows go: y [n_tokens][ldy], `rows` values a token.
+struct QGemmSumsOut {
+  float* y;
+  int64_t ldy;
+  int64_t rows;
+};
+// Adds them into the outputs of the launch's matrices, in order (their rows must add up to ld).
+void qgemm_add_sums(const QGemmSums& sums, int n_tokens, std::span<const QGemmSumsOut> outs, Stream s);
 
 // One matrix of a multi-matrix product and where its result goes ([n_tokens][ldy]).
 struct QGemmOutput {
@@ -74,8 +82,8 @@ struct QGemmOutput {
 };
 constexpr int kMaxQGemmSegments = 3;
 // y_i = x · W_iᵀ for 1 to kMaxQGemmSegments matrices of one type and width in one launch (q/k/v,
-// gate/up): more CTAs per launch, so fewer split products. With `deferred` and one matrix, a split
-// product leaves its partial sums in ws and describes them there (for the op that consumes y to
+// gate/up): more CTAs per launch, so fewer split products. With `deferred`, a split product
+// leaves its partial sums in ws and describes them there (for the op that consumes the outputs to
 // add them: one launch fewer); otherwise *deferred says none are left.
 void qgemm_multi(std::span<const QGemmOutput> outs, int n_tokens, QGemmWorkspace& ws, Stream s, QGemmOptions opt = {},
                  QGemmSums* deferred = nullptr);
