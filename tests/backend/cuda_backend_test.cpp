@@ -335,6 +335,25 @@ TEST(CudaBackend, GroupedDecodeAttentionMatchesTheCpu) {
       auto run = [&](Backend& be) { return attention_over_cache(be, DType::F16, k, v, cell_ids, kvd, q.data(), ranges.data(), rows, ap); };
       EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), rows >= 8 ? 3e-3 : 2e-4);
     }
+    // Ranges under a bound of 128 keys (decoding a short context, the splits sized by the bound),
+    // up to the bound exactly.
+    for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{7}}) {
+      SCOPED_TRACE(testing::Message() << "group " << ap.n_head / n_head_kv << ", " << rows << " rows of at most 128 keys");
+      AttentionParams bounded = ap;
+      bounded.max_keys = 128;
+      std::vector<int32_t> ranges(static_cast<size_t>(2 * rows));
+      const int32_t lengths[] = {128, 1, 17, 100, 0, 127, 16};
+      for (int64_t i = 0; i < rows; ++i) {
+        const int32_t len = lengths[i];
+        ranges[static_cast<size_t>(2 * i)] = static_cast<int32_t>((i * 211 + 5) % (cells - len + 1));
+        ranges[static_cast<size_t>(2 * i + 1)] = len;
+      }
+      const auto q = random_floats(static_cast<size_t>(rows * qd), rng, -2, 2);
+      auto run = [&](Backend& be) {
+        return attention_over_cache(be, DType::F16, k, v, cell_ids, kvd, q.data(), ranges.data(), rows, bounded);
+      };
+      EXPECT_LE(rel_error(run(*p.gpu), run(*p.cpu)), 2e-4);
+    }
   }
 }
 
