@@ -580,7 +580,7 @@ class CudaBackend final : public Backend {
     cuda::rope_kv_write(q.as<float>(), q.stride(), k.as<float>(), k.stride(), v.as<float>(), v.stride(), positions.as<int32_t>(),
                         cells.as<int32_t>(), q.rows(), n_head, n_head_kv, head_dim, p.style == RopeStyle::NeoX, theta_scale(p),
                         device_freq_factors(p.freq_factors), p.freq_scale, k_cache.data(), v_cache.data(), k_cache.stride(), k_cache.rows(),
-                        k_cache.type() == DType::F16, stream_, {sums.part, sums.splits, sums.stride, sums.ld});
+                        k_cache.type() == DType::F16, stream_, sums);
   }
 
   void kv_write(const Buffer& k, const Buffer& v, const Buffer& cells, const Buffer& k_cache, const Buffer& v_cache) override {

@@ -494,8 +494,12 @@ struct RopeArgs {
   const float* freq_factors;
   float freq_scale;
 };
-// Pair i of a head at position pos: where its two elements sit, and (x0, x1) rotated.
-__device__ __forceinline__ void rope_rotate(float& x0, float& x1, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
+// Where pair i of a head sits: elements i and i + n_dims / 2 (NeoX), else 2i and 2i + 1.
+__device__ __forceinline__ void rope_slots(int i, const RopeArgs& ra, int& i0, int& i1) {
+  i0 = ra.neox ? i : 2 * i, i1 = ra.neox ? i + ra.n_dims / 2 : 2 * i + 1;
+}
+// Rotates pair i, (x0, x1), of a head at position pos.
+__device__ __forceinline__ void rope_rotate(float& x0, float& x1, int32_t pos, int i, const RopeArgs& ra) {
   // The reference's angle, by the same float operations in the same order.
   float angle = static_cast<float>(pos);
   for (int k = 0; k < i; ++k) angle = __fmul_rn(angle, ra.theta_scale);
@@ -503,17 +507,14 @@ __device__ __forceinline__ void rope_rotate(float& x0, float& x1, int32_t pos, i
   const float a = __fmul_rn(ra.freq_scale, __fdiv_rn(angle, ff));
   float sn, cs;
   sincosf(a, &sn, &cs);
-  const int half = ra.n_dims / 2;
-  i0 = ra.neox ? i : 2 * i, i1 = ra.neox ? i + half : 2 * i + 1;
   const float y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
   x0 = y0, x1 = y1;
 }
 // Rotates pair i of the head at v (position pos) in place and returns where its two elements sit.
 __device__ __forceinline__ void rope_pair(float* v, int32_t pos, int i, const RopeArgs& ra, int& i0, int& i1) {
-  const int half = ra.n_dims / 2;
-  const int j0 = ra.neox ? i : 2 * i, j1 = ra.neox ? i + half : 2 * i + 1;
-  float x0 = v[j0], x1 = v[j1];
-  rope_rotate(x0, x1, pos, i, ra, i0, i1);
+  rope_slots(i, ra, i0, i1);
+  float x0 = v[i0], x1 = v[i1];
+  rope_rotate(x0, x1, pos, i, ra);
   v[i0] = x0;
   v[i1] = x1;
 }
@@ -545,7 +546,7 @@ __device__ __forceinline__ void store_cell(void* cache, int64_t idx, float v, bo
 // the values are their sums (in reduce_splits' order) and q, k and v are written out.
 __global__ void rope_kv_write_kernel(float* q, int64_t ldq, float* k, int64_t ldk, float* v, int64_t ldv, const int32_t* positions,
                                      const int32_t* cells, int64_t rows, int n_head, int n_head_kv, RopeArgs ra, void* k_cache,
-                                     void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, QkvSums sums) {
+                                     void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, QGemmSums sums) {
   kernel_prologue();
   const int half = ra.n_dims / 2;
   const int u = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
@@ -565,13 +566,13 @@ __global__ void rope_kv_write_kernel(float* q, int64_t ldq, float* k, int64_t ld
     for (int s = 0; s < sums.splits; ++s) sum += sums.part[s * sums.stride + r * sums.ld + part_col + col + j];
     return sum;
   };
-  const int j0 = z < 2 ? (ra.neox ? i : 2 * i) : 2 * i, j1 = z < 2 ? (ra.neox ? i + half : 2 * i + 1) : 2 * i + 1;
+  int i0 = 2 * i, i1 = 2 * i + 1;  // v's pair of elements; q's and k's as rotated
+  if (z < 2) rope_slots(i, ra, i0, i1);
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const int64_t cell = cells[r];
     const bool cached = cell >= 0 && cell < n_cells;  // the runtime hands out valid cells
-    float x0 = value(r, j0), x1 = value(r, j1);
-    int i0 = j0, i1 = j1;
-    if (z < 2) rope_rotate(x0, x1, positions[r], i, ra, i0, i1);
+    float x0 = value(r, i0), x1 = value(r, i1);
+    if (z < 2) rope_rotate(x0, x1, positions[r], i, ra);
     if (z < 2 || summed) {
       t[r * ld + col + i0] = x0;
       t[r * ld + col + i1] = x1;
@@ -1917,7 +1918,7 @@ void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_h
 void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, float* v, int64_t ldv, const int32_t* positions, const int32_t* cells,
                    int64_t rows, int n_head, int n_head_kv, int head_dim, bool neox, float theta_scale, const float* freq_factors,
                    float freq_scale, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s,
-                   const QkvSums& sums) {
+                   const QGemmSums& sums) {
   const int64_t per_row = std::max(n_head, n_head_kv) * (head_dim / 2);
   if (rows * per_row == 0) return;
   if (head_dim % 2 != 0) throw Error(ErrorCode::InvalidArgument, "cuda rope_kv_write: odd head size");

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "vireo/kernels/cuda/gemv.h"
+#include "vireo/kernels/cuda/qgemm.h"
 #include "vireo/kernels/kv_pages.h"
 
 namespace vireo::cuda {
@@ -65,21 +66,14 @@ void rope(float* x, int64_t ldx, const int32_t* positions, int64_t rows, int n_h
 // k, v [rows, cols] F32 into cache rows cells[i] < n_cells (F16 or F32 caches, row stride ld_cache).
 void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, const int32_t* cells, int64_t rows, int64_t cols,
               void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s);
-// q, k and v as the partial sums a split q/k/v product left (qgemm's QGemmSums): row r's value
-// of column c is the sum over s < splits of part[s * stride + r * ld + c], q's columns first, then
-// k's, then v's. splits 0 or 1: none; q, k and v hold their values.
-struct QkvSums {
-  const float* part = nullptr;
-  int splits = 0;
-  int64_t stride = 0, ld = 0;
-};
 // rope of q (n_head heads) and k (n_head_kv), every dimension rotated, then kv_write of k and v
-// (n_head_kv * head_dim columns), in one launch: the same values as the two ops. With `sums`, q,
-// k and v are first added up from them (as qgemm_add_sums would) and written out.
+// (n_head_kv * head_dim columns), in one launch: the same values as the two ops. With `sums` (a
+// split q/k/v product's, q's rows first, then k's, then v's), q, k and v are first added up from
+// them (as qgemm_add_sums would) and written out.
 void rope_kv_write(float* q, int64_t ldq, float* k, int64_t ldk, float* v, int64_t ldv, const int32_t* positions, const int32_t* cells,
                    int64_t rows, int n_head, int n_head_kv, int head_dim, bool neox, float theta_scale, const float* freq_factors,
                    float freq_scale, void* k_cache, void* v_cache, int64_t ld_cache, int64_t n_cells, bool f16, Stream s,
-                   const QkvSums& sums = {});
+                   const QGemmSums& sums = {});
 
 struct AttentionShape {
   int64_t rows = 0;  // query rows
