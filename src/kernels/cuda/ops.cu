@@ -1302,26 +1302,43 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// Scores in base-2 units: Q is scaled by scale·log2(e), so that each exponential of the online
+// softmax is one ex2 instead of expf's range-reduced sequence (a decode step's loop over 16 keys
+// spends a fifth of its instructions on them). Flash-style kernels convert their maxima back
+// (kLn2) where they leave the kernel.
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+__device__ __forceinline__ float exp2_approx(float x) {  // 2^x, -inf -> 0 (relative error ~2^-22)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // One step of flash attention on mma fragments (m16n8k16, F16 in, F32 accumulated), for a warp's
 // 16 query rows (this thread's rows g and g + 8) over NK * 8 keys whose K and V rows sit in shared
-// memory, ld halves apart. First S = Q·Kᵀ from Q's A fragments...
+// memory, ld halves apart (rows 16-byte aligned). First S = Q·Kᵀ from Q's A fragments, K's B
+// operands of two k-steps per ldmatrix: lane l points at row l % 8 of matrix l / 8, which are
+// (k-step dt, elements 0-7), (dt, 8-15), (dt + 1, 0-7), (dt + 1, 8-15) of 8 keys...
 template <int KD, int NK>
 __device__ __forceinline__ void flash_scores(const uint32_t (&qa)[KD][4], const __half* k, int ld, int lane, float (&sc)[NK][4]) {
-  const int g = lane / 4, t4 = lane % 4;
+  static_assert(KD % 2 == 0, "k-steps go in pairs");
+  const __half* lane_row = k + (lane % 8) * ld + (lane / 8) * 8;
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt) {
     sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-    const __half* kr = k + (nt * 8 + g) * ld;
 #pragma unroll
-    for (int dt = 0; dt < KD; ++dt) {
-      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 2 * t4);
-      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + dt * 16 + 8 + 2 * t4);
+    for (int dt = 0; dt < KD; dt += 2) {
+      const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(lane_row + nt * 8 * ld + dt * 16));
+      uint32_t b0, b1, b2, b3;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                   : "r"(addr));
       mma_f16_16816(qa[dt], b0, b1, sc[nt]);
+      mma_f16_16816(qa[dt + 1], b2, b3, sc[nt]);
     }
   }
 }
 
-// ... then, with masked scores at -inf, the online softmax per row (a row's values sit in one
+// ... then, with masked scores at -inf, the online softmax per row, base 2 (a row's values sit in one
 // quad of lanes: two shuffles per reduction) and O += P·V, V's operands through ldmatrix.trans.
 // P goes from the S accumulators straight into A operands: the accumulator of keys 8nt.. is half
 // of the A operand of the 16 keys 16(nt/2)...
@@ -1340,7 +1357,7 @@ __device__ __forceinline__ void flash_accumulate(float (&sc)[NK][4], const __hal
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     const float m_new = fmaxf(m[r], mx[r]);
-    corr[r] = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);  // a row with no key yet keeps its state
+    corr[r] = m_new == -INFINITY ? 1.0f : exp2_approx(m[r] - m_new);  // a row with no key yet keeps its state
     m[r] = m_new;
     l[r] *= corr[r];
   }
@@ -1351,7 +1368,7 @@ __device__ __forceinline__ void flash_accumulate(float (&sc)[NK][4], const __hal
 #pragma unroll
     for (int x = 0; x < 4; ++x) {
       const int r = x >> 1;
-      p[x] = sc[nt][x] == -INFINITY ? 0.0f : expf(sc[nt][x] - m[r]);
+      p[x] = sc[nt][x] == -INFINITY ? 0.0f : exp2_approx(sc[nt][x] - m[r]);
       l[r] += p[x];
     }
     pa[nt / 2][(nt & 1) * 2] = pack_half2(p[0], p[1]);
@@ -1418,7 +1435,8 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
   for (int w = 0; w < kFlashWarps; ++w) lo = min(lo, sm.lo[w]), hi = max(hi, sm.hi[w]);
   if (lo == INT_MAX) lo = hi = 0;
 
-  // Q fragments, scaled, as F16.
+  // Q fragments, scaled (base-2 scores: see kLog2e), as F16.
+  const float qscale = scale * kLog2e;
   uint32_t qa[KD][4];
 #pragma unroll
   for (int dt = 0; dt < KD; ++dt) {
@@ -1428,7 +1446,7 @@ __global__ void __launch_bounds__(kFlashWarps* kWarp) flash2_attention_kernel(co
       const int d = dt * 16 + 2 * t4 + 8 * (x >> 1);
       float2 f = make_float2(0.0f, 0.0f);
       if (i < rows) f = *reinterpret_cast<const float2*>(q + i * ldq + static_cast<int64_t>(h) * HD + d);
-      qa[dt][x] = pack_half2(f.x * scale, f.y * scale);
+      qa[dt][x] = pack_half2(f.x * qscale, f.y * qscale);
     }
   }
 
@@ -1565,6 +1583,19 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
   // starting at multiples of 16) looks its block up once, into `base` (see tile_row).
   auto load_tile = [&](int64_t j0, int64_t base, GroupMmaSlot& s) {
     const bool one_block = pages.blocks == nullptr || (j0 >> pages.block_shift) == ((j0 + kGroupMmaKeys - 1) >> pages.block_shift);
+    if (one_block && j0 + kGroupMmaKeys <= k1) {
+      // A whole tile of consecutive cache rows (nearly every tile): a lane copies the same 16 bytes
+      // of every other row, one address add a copy. (Row by row, with each row's checks, the
+      // copies were two fifths of the loop's instructions.)
+      const int r0 = lane / (D / 8), c = (lane % (D / 8)) * 8;
+      const int64_t src = (base + r0) * ld_kv + kv_off + c, stride = (kWarp / (D / 8)) * ld_kv;
+#pragma unroll
+      for (int r = r0, n = 0; n < kGroupMmaKeys * D / 8 / kWarp; r += kWarp / (D / 8), ++n) {
+        cp_async16_zfill(&s.k[r][c], k + src + n * stride, true);
+        cp_async16_zfill(&s.v[r][c], v + src + n * stride, true);
+      }
+      return;
+    }
 #pragma unroll
     for (int idx = lane; idx < kGroupMmaKeys * D / 8; idx += kWarp) {
       const int r = idx / (D / 8), c = (idx % (D / 8)) * 8;
@@ -1588,8 +1619,9 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
     asm volatile("cp.async.commit_group;\n" ::);
   }
   int64_t ahead_row = tile_row(first + (kGroupMmaSlots - 1) * kStride);
-  // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled, F16: loaded while the
-  // first keys are on their way.
+  // Q of the group's heads as A fragments (rows g and g + 8 of 16), scaled for base-2 scores (see
+  // kLog2e), F16: loaded while the first keys are on their way.
+  const float qscale = scale * kLog2e;
   uint32_t qa[KD][4];
 #pragma unroll
   for (int dt = 0; dt < KD; ++dt) {
@@ -1598,7 +1630,7 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
       const int hr = g + 8 * (x & 1), d = dt * 16 + 2 * t4 + 8 * (x >> 1);
       float2 f = make_float2(0.0f, 0.0f);
       if (hr < group) f = *reinterpret_cast<const float2*>(q + i * ldq + static_cast<int64_t>(kvh * group + hr) * D + d);
-      qa[dt][x] = pack_half2(f.x * scale, f.y * scale);
+      qa[dt][x] = pack_half2(f.x * qscale, f.y * qscale);
     }
   }
   int step = 0;
@@ -1612,11 +1644,13 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
     const GroupMmaSlot& s = slot[step % kGroupMmaSlots];
     float sc[2][4];  // S = Q·Kᵀ for 16 keys: two n-tiles of 8
     flash_scores<KD, 2>(qa, &s.k[0][0], kGroupMmaLd, lane, sc);
+    if (j0 + kGroupMmaKeys > k1) {  // the range's last, partial tile
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+      for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        if (j0 + nt * 8 + 2 * t4 + (x & 1) >= k1) sc[nt][x] = -INFINITY;
+        for (int x = 0; x < 4; ++x) {
+          if (j0 + nt * 8 + 2 * t4 + (x & 1) >= k1) sc[nt][x] = -INFINITY;
+        }
       }
     }
     flash_accumulate<2, ND>(sc, &s.v[0][0], kGroupMmaLd, lane, m, l, o);
@@ -1626,6 +1660,7 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    m[r] *= kLn2;  // the merges below work in natural units
   }
   // The warps' states through shared memory (the K/V slots are free once every warp is done).
   __syncthreads();
