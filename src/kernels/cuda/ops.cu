@@ -601,6 +601,17 @@ __global__ void kv_write_kernel(const float* k, int64_t ldk, const float* v, int
 
 constexpr int kAttnWarps = 4;
 
+// Scores in base-2 units: Q is scaled by scale·log2(e), so that each exponential of an online
+// softmax is one ex2 instead of expf's range-reduced sequence (a fifth of the instructions of a
+// decode step's loop over 16 keys). The kernels convert their maxima back (kLn2) before the merges,
+// which work in natural units.
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+__device__ __forceinline__ float exp2_approx(float x) {  // 2^x, -inf -> 0 (relative error ~2^-22)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <bool F16>
 __device__ __forceinline__ float load_kv(const void* base, int64_t idx) {
   if constexpr (F16) {
@@ -632,7 +643,7 @@ __device__ __forceinline__ void merged_state(const float* ms, const float* ls, f
   L = 0;
 #pragma unroll
   for (int w = 0; w < W; ++w) {
-    wscale[w] = ms[w] == -INFINITY ? 0.0f : expf(ms[w] - M);
+    wscale[w] = ms[w] == -INFINITY ? 0.0f : __expf(ms[w] - M);  // its error grows with M - ms[w], as the weight shrinks
     L += ls[w] * wscale[w];
   }
 }
@@ -718,7 +729,7 @@ __device__ void combine_head(int64_t i, int h, int n_head, int head_dim, int n_s
   }
   const float M = warp_max(fmaxf(m[0], m[1]));
 #pragma unroll
-  for (int k = 0; k < 2; ++k) w[k] = m[k] == -INFINITY ? 0.0f : expf(m[k] - M);
+  for (int k = 0; k < 2; ++k) w[k] = m[k] == -INFINITY ? 0.0f : __expf(m[k] - M);
   const float L = warp_sum(l[0] * w[0] + l[1] * w[1]);
   // A lane's elements (up to 8: head sizes up to 256) load together, four splits at a time, so a
   // merge costs about n_split / 4 round trips to L2 whatever the head size.
@@ -995,6 +1006,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
   split_keys(ranges, i, pages.n_keys, split, n_split, k0, k1);
   const int64_t kv_off = static_cast<int64_t>(kvh) * D + 8 * sub;
   float qv[G][8], acc[G][8], m[G], l[G];
+  const float qscale = scale * kLog2e;  // base-2 scores
   const bool q_aligned = reinterpret_cast<uintptr_t>(q) % 16 == 0 && ldq % 4 == 0;
 #pragma unroll
   for (int g = 0; g < G; ++g) {
@@ -1004,10 +1016,10 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
       const float4 b = g < group ? reinterpret_cast<const float4*>(qh)[1] : make_float4(0, 0, 0, 0);
       const float e8[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-      for (int e = 0; e < 8; ++e) qv[g][e] = e8[e] * scale;
+      for (int e = 0; e < 8; ++e) qv[g][e] = e8[e] * qscale;
     } else {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) qv[g][e] = g < group ? qh[e] * scale : 0.0f;
+      for (int e = 0; e < 8; ++e) qv[g][e] = g < group ? qh[e] * qscale : 0.0f;
     }
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
@@ -1074,11 +1086,11 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) m_new = fmaxf(m_new, sc[u]);
       // A half with no key left this step keeps its state (m_new is still -inf: no NaN from -inf - -inf).
-      const float corr = m_new == -INFINITY ? 1.0f : expf(m[g] - m_new);
+      const float corr = m_new == -INFINITY ? 1.0f : exp2_approx(m[g] - m_new);
       l[g] *= corr;
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) {
-        p[g][u] = sc[u] == -INFINITY ? 0.0f : expf(sc[u] - m_new);
+        p[g][u] = sc[u] == -INFINITY ? 0.0f : exp2_approx(sc[u] - m_new);
         l[g] += p[g][u];
       }
 #pragma unroll
@@ -1104,7 +1116,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp) attention_group128_kernel(c
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     if (g >= group) break;
-    if (sub == 0) sm[g][stream] = m[g], sl[g][stream] = l[g];
+    if (sub == 0) sm[g][stream] = m[g] * kLn2, sl[g][stream] = l[g];  // the merge works in natural units
     float4* dst = reinterpret_cast<float4*>(&sacc[g][stream][8 * sub]);
     dst[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
     dst[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
@@ -1300,17 +1312,6 @@ __device__ __forceinline__ void mma_f16_16816(const uint32_t (&a)[4], uint32_t b
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// Scores in base-2 units: Q is scaled by scale·log2(e), so that each exponential of the online
-// softmax is one ex2 instead of expf's range-reduced sequence (a decode step's loop over 16 keys
-// spends a fifth of its instructions on them). Flash-style kernels convert their maxima back
-// (kLn2) where they leave the kernel.
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-__device__ __forceinline__ float exp2_approx(float x) {  // 2^x, -inf -> 0 (relative error ~2^-22)
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // One step of flash attention on mma fragments (m16n8k16, F16 in, F32 accumulated), for a warp's
