@@ -1302,6 +1302,11 @@ __device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, b
   const auto d = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gmem), "r"(valid ? 16 : 0));
 }
+// A 16-byte copy that asks L2 to fetch the whole 256-byte segment around it from memory.
+__device__ __forceinline__ void cp_async16_l2_256(void* smem, const void* gmem) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(d), "l"(gmem));
+}
 
 __device__ __forceinline__ void mma_f16_16816(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&c)[4]) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -1592,8 +1597,8 @@ __global__ void __launch_bounds__(kGroupMmaWarps* kWarp) attention_group_mma_ker
       const int64_t src = (base + r0) * ld_kv + kv_off + c, stride = (kWarp / (D / 8)) * ld_kv;
 #pragma unroll
       for (int r = r0, n = 0; n < kGroupMmaKeys * D / 8 / kWarp; r += kWarp / (D / 8), ++n) {
-        cp_async16_zfill(&s.k[r][c], k + src + n * stride, true);
-        cp_async16_zfill(&s.v[r][c], v + src + n * stride, true);
+        cp_async16_l2_256(&s.k[r][c], k + src + n * stride);
+        cp_async16_l2_256(&s.v[r][c], v + src + n * stride);
       }
       return;
     }
