@@ -385,7 +385,7 @@ __global__ void silu_mul_next_kernel(const float* g, int64_t ldg, const float* u
   const int64_t r = blockIdx.y, c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= cols) return;  // whole warps: cols is a multiple of 32
   const float x = g[r * ldg + c];
-  const float y = x / (1.0f + expf(-x)) * u[r * ldu + c];
+  const float y = binary_op(Binary::SiluMul, x, u[r * ldu + c]);
   out[r * ldo + c] = y;
   rd.put(y, r, c, cols);
 }
@@ -403,7 +403,7 @@ __global__ void silu_mul_next4_kernel(const float* g, int64_t ldg, const float* 
     const float4 x4 = *reinterpret_cast<const float4*>(g + r * ldg + c), u4 = *reinterpret_cast<const float4*>(u + r * ldu + c);
     const float x[4] = {x4.x, x4.y, x4.z, x4.w}, uu[4] = {u4.x, u4.y, u4.z, u4.w};
 #pragma unroll
-    for (int k = 0; k < 4; ++k) y[k] = x[k] / (1.0f + expf(-x[k])) * uu[k];
+    for (int k = 0; k < 4; ++k) y[k] = binary_op(Binary::SiluMul, x[k], uu[k]);
     *reinterpret_cast<float4*>(out + r * ldo + c) = make_float4(y[0], y[1], y[2], y[3]);
   }
   rd.put4(y, r, c, cols, live);
@@ -1929,8 +1929,7 @@ void silu_mul_next(const float* gate, int64_t ldg, const float* up, int64_t ldu,
   if (rows == 0) return;
   if (!next.any()) throw Error(ErrorCode::InvalidArgument, "cuda silu_mul_next: no activations to write");
   prepare_next(next, rows, cols, "silu_mul_next");
-  const auto aligned = [](const float* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 4 == 0; };
-  if (aligned(gate, ldg) && aligned(up, ldu) && aligned(out, ldo) && (rows <= 8 || rows > 32)) {
+  if (float4_rows(gate, ldg) && float4_rows(up, ldu) && float4_rows(out, ldo) && (rows <= 8 || rows > 32)) {
     const dim3 grid(blocks_for(cols, 4 * 256), static_cast<unsigned>(rows));
     launch(silu_mul_next4_kernel, grid, 256, 0, st(s), gate, ldg, up, ldu, cols, out, ldo, Rounding(next));
   } else {
